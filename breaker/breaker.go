@@ -1,0 +1,239 @@
+package breaker
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+)
+
+// Breaker guards calls to one dependency with one circuit. It is safe for
+// concurrent use. Breakers with the same name and the same Store share the
+// circuit, whether they live in one process or in many.
+type Breaker struct {
+	name          string
+	store         Store
+	policy        Policy
+	isFailure     func(error) bool
+	onStateChange func(name string, from, to State)
+	logger        *slog.Logger
+	storeErrors   atomic.Uint64
+}
+
+// New returns a Breaker for the circuit called name. It returns an error,
+// never panics, for a name that is empty, longer than MaxNameLen bytes or
+// not valid UTF-8, and for a Config with negative fields.
+func New(name string, cfg Config) (*Breaker, error) {
+	if err := validateName(name); err != nil {
+		return nil, err
+	}
+	p, err := cfg.policy()
+	if err != nil {
+		return nil, err
+	}
+	b := &Breaker{
+		name:          name,
+		store:         cfg.Store,
+		policy:        p,
+		isFailure:     cfg.IsFailure,
+		onStateChange: cfg.OnStateChange,
+		logger:        cfg.Logger,
+	}
+	if b.store == nil {
+		b.store = newDefaultStore()
+	}
+	if b.isFailure == nil {
+		b.isFailure = defaultIsFailure
+	}
+	if b.logger == nil {
+		b.logger = slog.New(slog.DiscardHandler)
+	}
+	return b, nil
+}
+
+// Name returns the circuit's name.
+func (b *Breaker) Name() string { return b.name }
+
+// Policy returns the state-machine settings in force, defaults applied.
+func (b *Breaker) Policy() Policy { return b.policy }
+
+// ticket is what an admitted call carries to its outcome.
+type ticket struct {
+	generation uint64
+	probe      uint64
+	start      time.Time
+}
+
+// admit asks the store whether a call may run.
+func (b *Breaker) admit(ctx context.Context) (ticket, error) {
+	if err := ctx.Err(); err != nil {
+		return ticket{}, err
+	}
+	a, err := b.store.Admit(ctx, b.name, b.policy)
+	if err != nil {
+		return ticket{}, b.storeFailed(ctx, "admit", err)
+	}
+	b.notify(ctx, a.Transition, "timeout")
+	if !a.Allowed {
+		return ticket{}, &OpenError{Name: b.name, State: a.State, RetryAfter: a.RetryAfter}
+	}
+	return ticket{generation: a.Generation, probe: a.Probe, start: time.Now()}, nil
+}
+
+// record reports the outcome of an admitted call. A store failure here is
+// logged and counted; it never changes what the caller gets back.
+func (b *Breaker) record(ctx context.Context, t ticket, err error, panicked bool) {
+	kind := OutcomeSuccess
+	if panicked || b.isFailure(err) {
+		kind = OutcomeFailure
+	}
+	if ctx.Err() != nil {
+		// The caller gave up, but the outcome still happened: count it.
+		ctx = context.WithoutCancel(ctx)
+	}
+	o := Outcome{Kind: kind, Generation: t.generation, Probe: t.probe, Duration: time.Since(t.start)}
+	r, serr := b.store.Record(ctx, b.name, b.policy, o)
+	if serr != nil {
+		_ = b.storeFailed(ctx, "record", serr)
+		return
+	}
+	b.notify(ctx, r.Transition, "outcome")
+}
+
+// Do runs fn if the circuit admits the call and counts its outcome. A
+// rejected call returns an error matched by errors.Is(err, ErrOpen) (an
+// *OpenError) without running fn. If ctx is already done, Do returns
+// ctx.Err() without running fn or counting anything. If fn panics, the
+// panic counts as a failure and continues. A store failure on admission
+// returns a *StoreError without running fn.
+func (b *Breaker) Do(ctx context.Context, fn func(context.Context) error) error {
+	t, err := b.admit(ctx)
+	if err != nil {
+		return err
+	}
+	panicked := true
+	defer func() {
+		if panicked {
+			b.record(ctx, t, nil, true)
+		}
+	}()
+	err = fn(ctx)
+	panicked = false
+	b.record(ctx, t, err, false)
+	return err
+}
+
+// Execute is Do for functions that return a value. On rejection it returns
+// the zero T and the rejection error.
+func Execute[T any](ctx context.Context, b *Breaker, fn func(context.Context) (T, error)) (T, error) {
+	t, err := b.admit(ctx)
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	panicked := true
+	defer func() {
+		if panicked {
+			b.record(ctx, t, nil, true)
+		}
+	}()
+	v, err := fn(ctx)
+	panicked = false
+	b.record(ctx, t, err, false)
+	return v, err
+}
+
+// Allow is the two-step form of Do, for callers that cannot wrap the call in
+// a function. If the call is admitted, run it and pass its error to done
+// exactly once (later calls of done are ignored). If done is never called,
+// a probe's permit lapses after ProbeTimeout; a closed-state call is simply
+// not counted.
+func (b *Breaker) Allow(ctx context.Context) (done func(err error), err error) {
+	t, err := b.admit(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var once atomic.Bool
+	return func(err error) {
+		if once.CompareAndSwap(false, true) {
+			b.record(ctx, t, err, false)
+		}
+	}, nil
+}
+
+// Snapshot reads the circuit's state from the store.
+func (b *Breaker) Snapshot(ctx context.Context) (Snapshot, error) {
+	s, err := b.store.Load(ctx, b.name)
+	if err != nil {
+		return Snapshot{}, b.storeFailed(ctx, "load", err)
+	}
+	s.Name = b.name
+	s.StoreErrors = b.storeErrors.Load()
+	return s, nil
+}
+
+// Reset closes the circuit, clears its counters and removes any override,
+// for every Breaker that shares it.
+func (b *Breaker) Reset(ctx context.Context) error {
+	return b.apply(ctx, Command{Kind: CommandReset})
+}
+
+// ForceOpen rejects every call on the circuit, for every Breaker that shares
+// it, until Reset or until ttl has passed (0: no expiry). When ttl passes the
+// circuit is open with its timeout over, so the next call is a half-open
+// probe.
+func (b *Breaker) ForceOpen(ctx context.Context, ttl time.Duration) error {
+	return b.apply(ctx, Command{Kind: CommandForceOpen, TTL: ttl})
+}
+
+// ForceClose admits every call on the circuit, for every Breaker that shares
+// it, until Reset or until ttl has passed (0: no expiry). Outcomes are still
+// counted but cannot trip the circuit while the override holds; once it
+// ends, the next failure trips the circuit if the count has reached the
+// threshold.
+func (b *Breaker) ForceClose(ctx context.Context, ttl time.Duration) error {
+	return b.apply(ctx, Command{Kind: CommandForceClose, TTL: ttl})
+}
+
+func (b *Breaker) apply(ctx context.Context, c Command) error {
+	if c.TTL < 0 {
+		return fmt.Errorf("tripline: circuit %q: negative override TTL %s", b.name, c.TTL)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	r, err := b.store.Apply(ctx, b.name, c)
+	if err != nil {
+		return b.storeFailed(ctx, "apply", err)
+	}
+	b.notify(ctx, r.Transition, c.Kind.String())
+	return nil
+}
+
+// notify logs a transition and runs OnStateChange, outside any lock.
+func (b *Breaker) notify(ctx context.Context, t Transition, cause string) {
+	if !t.Changed() {
+		return
+	}
+	b.logger.LogAttrs(ctx, slog.LevelInfo, "tripline: circuit state changed",
+		slog.String("circuit", b.name),
+		slog.String("from", t.From.String()),
+		slog.String("to", t.To.String()),
+		slog.Uint64("generation", t.Generation),
+		slog.String("cause", cause))
+	if b.onStateChange != nil {
+		b.onStateChange(b.name, t.From, t.To)
+	}
+}
+
+// storeFailed logs and counts a store failure and wraps it.
+func (b *Breaker) storeFailed(ctx context.Context, op string, err error) error {
+	n := b.storeErrors.Add(1)
+	b.logger.LogAttrs(ctx, slog.LevelWarn, "tripline: store failed",
+		slog.String("circuit", b.name),
+		slog.String("op", op),
+		slog.Uint64("store_errors", n),
+		slog.Any("error", err))
+	return &StoreError{Name: b.name, Op: op, Err: err}
+}

@@ -1,0 +1,152 @@
+package breaker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+	"unicode/utf8"
+)
+
+// MaxFailureThreshold bounds FailureThreshold: a sliding window keeps that
+// many timestamps per circuit.
+const MaxFailureThreshold = 100_000
+
+// MaxNameLen is the longest circuit name New accepts, in bytes.
+const MaxNameLen = 256
+
+// Config configures a Breaker. The zero value of every field means "use the
+// default".
+type Config struct {
+	// FailureThreshold is how many failures open the circuit.
+	// default: 5
+	FailureThreshold int
+	// FailureWindow selects how failures are counted. 0 counts consecutive
+	// failures (a success starts the count again); > 0 counts the failures
+	// within this trailing window (successes erase nothing; older failures
+	// slide out).
+	// default: 0 (consecutive)
+	FailureWindow time.Duration
+	// Timeout is how long the circuit stays open before it lets a probe through.
+	// default: 60s
+	Timeout time.Duration
+	// SuccessThreshold is how many successful probes close the circuit again.
+	// default: 1
+	SuccessThreshold int
+	// HalfOpenMaxCalls is how many probes may be in flight at once while the
+	// circuit is half-open.
+	// default: 1
+	HalfOpenMaxCalls int
+	// ProbeTimeout bounds how long a probe holds its permit. A probe that
+	// never reports (its process died) frees its slot after this long, and
+	// its late outcome is ignored.
+	// default: 30s
+	ProbeTimeout time.Duration
+	// IsFailure decides which errors count as failures; an error for which it
+	// returns false counts as a success.
+	// default: any non-nil error except context.Canceled
+	IsFailure func(error) bool
+	// OnStateChange is called once per transition, by the Breaker that made
+	// it, after the store has committed it and never under a lock.
+	// default: nil
+	OnStateChange func(name string, from, to State)
+	// Store holds the circuit's state; share one to share circuits.
+	// default: a new in-process memory store for this Breaker alone
+	Store Store
+	// Logger receives transitions (Info) and store failures (Warn).
+	// default: no logging
+	Logger *slog.Logger
+}
+
+// Defaults used where a Config field is zero.
+const (
+	DefaultFailureThreshold = 5
+	DefaultTimeout          = 60 * time.Second
+	DefaultSuccessThreshold = 1
+	DefaultHalfOpenMaxCalls = 1
+	DefaultProbeTimeout     = 30 * time.Second
+)
+
+func defaultIsFailure(err error) bool {
+	return err != nil && !errors.Is(err, context.Canceled)
+}
+
+// validateName reports why name cannot name a circuit, or nil.
+func validateName(name string) error {
+	switch {
+	case name == "":
+		return errors.New("tripline: circuit name is empty")
+	case len(name) > MaxNameLen:
+		return fmt.Errorf("tripline: circuit name is %d bytes, longer than %d", len(name), MaxNameLen)
+	case !utf8.ValidString(name):
+		return fmt.Errorf("tripline: circuit name %q is not valid UTF-8", name)
+	}
+	return nil
+}
+
+// policy validates cfg and returns its Policy with defaults applied.
+func (cfg *Config) policy() (Policy, error) {
+	var errs []error
+	neg := func(field string, v int64) {
+		if v < 0 {
+			errs = append(errs, fmt.Errorf("tripline: Config.%s is negative (%d)", field, v))
+		}
+	}
+	neg("FailureThreshold", int64(cfg.FailureThreshold))
+	neg("FailureWindow", int64(cfg.FailureWindow))
+	neg("Timeout", int64(cfg.Timeout))
+	neg("SuccessThreshold", int64(cfg.SuccessThreshold))
+	neg("HalfOpenMaxCalls", int64(cfg.HalfOpenMaxCalls))
+	neg("ProbeTimeout", int64(cfg.ProbeTimeout))
+	if err := errors.Join(errs...); err != nil {
+		return Policy{}, err
+	}
+	p := Policy{
+		FailureThreshold: or(cfg.FailureThreshold, DefaultFailureThreshold),
+		FailureWindow:    cfg.FailureWindow,
+		Timeout:          or(cfg.Timeout, DefaultTimeout),
+		SuccessThreshold: or(cfg.SuccessThreshold, DefaultSuccessThreshold),
+		HalfOpenMaxCalls: or(cfg.HalfOpenMaxCalls, DefaultHalfOpenMaxCalls),
+		ProbeTimeout:     or(cfg.ProbeTimeout, DefaultProbeTimeout),
+	}
+	return p, p.Validate()
+}
+
+// Validate reports whether every field of p is usable by a Store: counts
+// and durations positive (FailureWindow may be 0), durations of at least a
+// millisecond, the unit stores keep time in.
+func (p Policy) Validate() error {
+	var errs []error
+	pos := func(field string, v int) {
+		if v <= 0 {
+			errs = append(errs, fmt.Errorf("tripline: Policy.%s must be positive, got %d", field, v))
+		}
+	}
+	ms := func(field string, d time.Duration, zeroOK bool) {
+		if (d == 0 && !zeroOK) || (d != 0 && d < time.Millisecond) {
+			errs = append(errs, fmt.Errorf("tripline: Policy.%s must be at least 1ms, got %s", field, d))
+		}
+	}
+	pos("FailureThreshold", p.FailureThreshold)
+	if p.FailureThreshold > MaxFailureThreshold {
+		errs = append(errs, fmt.Errorf("tripline: Policy.FailureThreshold is %d, more than %d", p.FailureThreshold, MaxFailureThreshold))
+	}
+	pos("SuccessThreshold", p.SuccessThreshold)
+	pos("HalfOpenMaxCalls", p.HalfOpenMaxCalls)
+	if p.FailureWindow < 0 {
+		errs = append(errs, fmt.Errorf("tripline: Policy.FailureWindow is negative (%s)", p.FailureWindow))
+	}
+	ms("FailureWindow", p.FailureWindow, true)
+	ms("Timeout", p.Timeout, false)
+	ms("ProbeTimeout", p.ProbeTimeout, false)
+	return errors.Join(errs...)
+}
+
+func or[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}

@@ -1,0 +1,342 @@
+package breaker
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tripline/tripline/internal/memhook"
+)
+
+// memStore is the in-process Store: the default for a Breaker without one,
+// and the implementation behind store/memory. It is the reference the Redis
+// scripts follow.
+type memStore struct {
+	now      func() time.Time
+	mu       sync.RWMutex
+	circuits map[string]*memCircuit
+	probeSeq atomic.Uint64
+}
+
+type memCircuit struct {
+	mu          sync.Mutex
+	state       State
+	generation  uint64
+	failures    int     // consecutive mode
+	window      []int64 // window mode: newest failure times (UnixNano), oldest first, at most FailureThreshold
+	lastWindow  time.Duration
+	successes   int
+	leases      []lease
+	lastFailure time.Time
+	openedAt    time.Time
+	retryAt     time.Time // zero while forced open without expiry
+	override    *Override
+}
+
+type lease struct {
+	id      uint64
+	expires time.Time
+}
+
+func init() {
+	memhook.New = func(now func() time.Time) any { return newMemStore(now) }
+}
+
+func newDefaultStore() Store { return newMemStore(nil) }
+
+func newMemStore(now func() time.Time) *memStore {
+	if now == nil {
+		now = time.Now
+	}
+	return &memStore{now: now, circuits: make(map[string]*memCircuit)}
+}
+
+func (s *memStore) lookup(name string) *memCircuit {
+	s.mu.RLock()
+	c := s.circuits[name]
+	s.mu.RUnlock()
+	return c
+}
+
+func (s *memStore) lookupOrCreate(name string) *memCircuit {
+	if c := s.lookup(name); c != nil {
+		return c
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.circuits[name]
+	if c == nil {
+		c = &memCircuit{}
+		s.circuits[name] = c
+	}
+	return c
+}
+
+// Admit implements Store.
+func (s *memStore) Admit(_ context.Context, name string, p Policy) (Admission, error) {
+	if err := p.Validate(); err != nil {
+		return Admission{}, err
+	}
+	c := s.lookup(name)
+	if c == nil {
+		return Admission{Allowed: true, State: StateClosed}, nil
+	}
+	now := s.now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.lastWindow = p.FailureWindow
+	c.expireOverride(now)
+	var a Admission
+	switch c.state {
+	case StateClosed:
+		return Admission{Allowed: true, State: StateClosed, Generation: c.generation}, nil
+	case StateOpen:
+		if o := c.override; o != nil && o.Mode == OverrideForceOpen {
+			return Admission{State: StateOpen, Generation: c.generation, RetryAfter: until(now, o.Until)}, nil
+		}
+		if now.Before(c.retryAt) {
+			return Admission{State: StateOpen, Generation: c.generation, RetryAfter: c.retryAt.Sub(now)}, nil
+		}
+		a.Transition = c.transition(StateHalfOpen)
+	}
+	// Half-open: lease a probe permit if a slot is free.
+	c.dropLapsed(now)
+	a.State, a.Generation = StateHalfOpen, c.generation
+	if len(c.leases) >= p.HalfOpenMaxCalls {
+		first := c.leases[0].expires
+		for _, l := range c.leases[1:] {
+			if l.expires.Before(first) {
+				first = l.expires
+			}
+		}
+		a.RetryAfter = first.Sub(now)
+		return a, nil
+	}
+	id := s.probeSeq.Add(1)
+	c.leases = append(c.leases, lease{id: id, expires: now.Add(p.ProbeTimeout)})
+	a.Allowed, a.Probe = true, id
+	return a, nil
+}
+
+// Record implements Store.
+func (s *memStore) Record(_ context.Context, name string, p Policy, o Outcome) (Result, error) {
+	if err := p.Validate(); err != nil {
+		return Result{}, err
+	}
+	if o.Kind != OutcomeSuccess && o.Kind != OutcomeFailure {
+		return Result{}, fmt.Errorf("tripline: unknown outcome kind %d", o.Kind)
+	}
+	c := s.lookup(name)
+	if c == nil {
+		if o.Generation != 0 || o.Kind == OutcomeSuccess {
+			// A success on a circuit with no state changes nothing.
+			return Result{Ignored: o.Generation != 0, State: StateClosed}, nil
+		}
+		c = s.lookupOrCreate(name)
+	}
+	now := s.now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.lastWindow = p.FailureWindow
+	c.expireOverride(now)
+	r := Result{State: c.state, Generation: c.generation}
+	if o.Generation != c.generation {
+		r.Ignored = true
+		return r, nil
+	}
+	switch c.state {
+	case StateClosed:
+		if o.Kind == OutcomeSuccess {
+			c.failures = 0 // window mode: successes erase nothing
+			return r, nil
+		}
+		c.lastFailure = now
+		if c.countFailure(now, p) < p.FailureThreshold {
+			return r, nil
+		}
+		if ov := c.override; ov != nil && ov.Mode == OverrideForceClose {
+			return r, nil // counted, but a forced-closed circuit does not trip
+		}
+		r.Transition = c.open(now, p.Timeout)
+	case StateHalfOpen:
+		if !c.release(o.Probe, now) {
+			r.Ignored = true
+			return r, nil
+		}
+		if o.Kind == OutcomeFailure {
+			c.lastFailure = now
+			r.Transition = c.open(now, p.Timeout)
+		} else if c.successes++; c.successes >= p.SuccessThreshold {
+			r.Transition = c.transition(StateClosed)
+		}
+	default:
+		// Open: no call is admitted in an open generation.
+		r.Ignored = true
+		return r, nil
+	}
+	r.State, r.Generation = c.state, c.generation
+	return r, nil
+}
+
+// Apply implements Store.
+func (s *memStore) Apply(_ context.Context, name string, cmd Command) (Result, error) {
+	if cmd.TTL < 0 {
+		return Result{}, fmt.Errorf("tripline: negative override TTL %s", cmd.TTL)
+	}
+	var mode OverrideMode
+	switch cmd.Kind {
+	case CommandReset:
+	case CommandForceOpen:
+		mode = OverrideForceOpen
+	case CommandForceClose:
+		mode = OverrideForceClose
+	default:
+		return Result{}, fmt.Errorf("tripline: unknown command kind %d", cmd.Kind)
+	}
+	var c *memCircuit
+	if cmd.IfExists {
+		if c = s.lookup(name); c == nil {
+			return Result{}, ErrUnknownCircuit
+		}
+	} else {
+		c = s.lookupOrCreate(name)
+	}
+	now := s.now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	to := StateClosed
+	if mode == OverrideForceOpen {
+		to = StateOpen
+	}
+	r := Result{Transition: c.transition(to)}
+	if mode != 0 {
+		ov := &Override{Mode: mode, Actor: cmd.Actor, Reason: cmd.Reason, At: now}
+		if cmd.TTL > 0 {
+			ov.Until = now.Add(cmd.TTL)
+		}
+		c.override = ov
+		if mode == OverrideForceOpen {
+			c.openedAt, c.retryAt = now, ov.Until
+		}
+	}
+	r.State, r.Generation = c.state, c.generation
+	return r, nil
+}
+
+// Load implements Store.
+func (s *memStore) Load(_ context.Context, name string) (Snapshot, error) {
+	c := s.lookup(name)
+	if c == nil {
+		return Snapshot{Name: name}, nil
+	}
+	now := s.now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	snap := Snapshot{
+		Name:        name,
+		State:       c.state,
+		Failures:    c.failures,
+		Successes:   c.successes,
+		LastFailure: c.lastFailure,
+		OpenedAt:    c.openedAt,
+		RetryAt:     c.retryAt,
+		Generation:  c.generation,
+	}
+	if c.lastWindow > 0 {
+		snap.Failures = c.inWindow(now, c.lastWindow)
+	}
+	for _, l := range c.leases {
+		if now.Before(l.expires) {
+			snap.Probes++
+		}
+	}
+	if ov := c.override; ov != nil && (ov.Until.IsZero() || now.Before(ov.Until)) {
+		cp := *ov
+		snap.Override = &cp
+	}
+	return snap, nil
+}
+
+// transition moves the circuit to a new generation in state to, clearing
+// every counter and lease. The override survives (Apply sets it after).
+func (c *memCircuit) transition(to State) Transition {
+	t := Transition{From: c.state, To: to, Generation: c.generation + 1}
+	c.state, c.generation = to, t.Generation
+	c.failures, c.window, c.successes, c.leases = 0, c.window[:0], 0, c.leases[:0]
+	c.override = nil
+	c.openedAt, c.retryAt = time.Time{}, time.Time{}
+	return t
+}
+
+func (c *memCircuit) open(now time.Time, timeout time.Duration) Transition {
+	t := c.transition(StateOpen)
+	c.openedAt, c.retryAt = now, now.Add(timeout)
+	return t
+}
+
+// expireOverride drops an override whose time is up. A forced-open circuit
+// then is an open circuit whose RetryAt (the override's end) has passed.
+func (c *memCircuit) expireOverride(now time.Time) {
+	if ov := c.override; ov != nil && !ov.Until.IsZero() && !now.Before(ov.Until) {
+		c.override = nil
+	}
+}
+
+// countFailure counts a failure at now and returns the failures that count
+// towards the threshold.
+func (c *memCircuit) countFailure(now time.Time, p Policy) int {
+	if p.FailureWindow == 0 {
+		c.failures++
+		return c.failures
+	}
+	// Only the newest FailureThreshold failures can decide a trip.
+	if len(c.window) >= p.FailureThreshold {
+		n := copy(c.window, c.window[len(c.window)-p.FailureThreshold+1:])
+		c.window = c.window[:n]
+	}
+	c.window = append(c.window, now.UnixNano())
+	return c.inWindow(now, p.FailureWindow)
+}
+
+// inWindow counts the failures within the trailing window ending at now.
+func (c *memCircuit) inWindow(now time.Time, window time.Duration) int {
+	from := now.Add(-window).UnixNano()
+	n := 0
+	for _, t := range c.window {
+		if t > from {
+			n++
+		}
+	}
+	return n
+}
+
+func (c *memCircuit) dropLapsed(now time.Time) {
+	kept := c.leases[:0]
+	for _, l := range c.leases {
+		if now.Before(l.expires) {
+			kept = append(kept, l)
+		}
+	}
+	c.leases = kept
+}
+
+// release frees the probe permit id and reports whether it was held.
+func (c *memCircuit) release(id uint64, now time.Time) bool {
+	c.dropLapsed(now)
+	for i, l := range c.leases {
+		if l.id == id && id != 0 {
+			c.leases = append(c.leases[:i], c.leases[i+1:]...)
+			return true
+		}
+	}
+	return false
+}
+
+func until(now, t time.Time) time.Duration {
+	if t.IsZero() {
+		return 0
+	}
+	return t.Sub(now)
+}

@@ -1,0 +1,3 @@
+module github.com/tripline/tripline
+
+go 1.26
