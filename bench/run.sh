@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# run.sh runs tripline's benchmarks side by side with sony/gobreaker v2 and
+# summarises them with benchstat.
+#
+#   bench/run.sh [out]     raw results go to out (default bench/results.txt),
+#                          the benchstat summary to out.benchstat, the
+#                          Markdown table (medians, ratios, allocs) to out.md
+#
+# Environment: ROUNDS (default 10) x COUNT (default 1) samples per benchmark,
+# BENCH (default .) the -bench regexp, BENCHTIME (default 1s).
+# One test binary runs every round. Rounds of -count 1 interleave the
+# contenders so that load from elsewhere on the machine falls on all of them
+# alike; ROUNDS=1 COUNT=10 runs exactly
+#   go test -run XXX -bench . -benchmem -count 10 ./...
+set -euo pipefail
+cd "$(dirname "$0")"
+out=${1:-results.txt}
+rounds=${ROUNDS:-10} count=${COUNT:-1} bench=${BENCH:-.} benchtime=${BENCHTIME:-1s}
+benchstat=(go run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da)
+
+bin=$(mktemp -d)/bench.test
+trap 'rm -rf "$(dirname "$bin")"' EXIT
+go test -c -o "$bin" .
+: >"$out"
+for ((i = 1; i <= rounds; i++)); do
+	echo "round $i/$rounds" >&2
+	"$bin" -test.run XXX -test.bench "$bench" -test.benchmem -test.count "$count" \
+		-test.benchtime "$benchtime" | tee -a "$out"
+done
+"${benchstat[@]}" -col /impl "$out" | tee "$out.benchstat"
+"${benchstat[@]}" -format csv -col /impl "$out" 2>/dev/null | awk -f table.awk | tee "$out.md"
