@@ -260,13 +260,19 @@ func (s *memStore) Load(_ context.Context, name string) (Snapshot, error) {
 }
 
 // transition moves the circuit to a new generation in state to, clearing
-// every counter and lease. The override survives (Apply sets it after).
+// every counter, lease and override (Apply sets its override after) and
+// RetryAt (open sets it after). OpenedAt survives into half-open, where it
+// still says when the circuit last opened; closing clears it and
+// LastFailure too.
 func (c *memCircuit) transition(to State) Transition {
 	t := Transition{From: c.state, To: to, Generation: c.generation + 1}
 	c.state, c.generation = to, t.Generation
 	c.failures, c.window, c.successes, c.leases = 0, c.window[:0], 0, c.leases[:0]
 	c.override = nil
-	c.openedAt, c.retryAt = time.Time{}, time.Time{}
+	c.retryAt = time.Time{}
+	if to == StateClosed {
+		c.openedAt, c.lastFailure = time.Time{}, time.Time{}
+	}
 	return t
 }
 
