@@ -14,8 +14,8 @@ import (
 // writes nothing to any of them.
 type fixture struct {
 	s       *suite
-	fresh   string            // no state at all
-	names   []string          // circuits with state
+	fresh   string   // no state at all
+	names   []string // circuits with state
 	before  map[string]breaker.Snapshot
 	tickets map[string]breaker.Admission // an admission held on each circuit with state
 }
