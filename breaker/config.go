@@ -44,17 +44,24 @@ type Config struct {
 	// default: 30s
 	ProbeTimeout time.Duration
 	// IsFailure decides which errors count as failures; an error for which it
-	// returns false counts as a success.
+	// returns false counts as a success. It is called only with non-nil
+	// errors (nil is always a success) and never for a panic (always a
+	// failure). It may be called concurrently.
 	// default: any non-nil error except context.Canceled
 	IsFailure func(error) bool
-	// OnStateChange is called once per transition, by the Breaker that made
-	// it, after the store has committed it and never under a lock.
+	// OnStateChange is called once per change of state, by the Breaker that
+	// made it (other Breakers sharing the circuit are not called), after the
+	// store has committed it and never under a lock: it may call the
+	// Breaker's methods. It runs on the goroutine of the call that made the
+	// transition, before that call returns. Reset, ForceOpen and ForceClose
+	// call it when they change the state.
 	// default: nil
 	OnStateChange func(name string, from, to State)
 	// Store holds the circuit's state; share one to share circuits.
 	// default: a new in-process memory store for this Breaker alone
 	Store Store
-	// Logger receives transitions (Info) and store failures (Warn).
+	// Logger receives transitions and operator commands (Info) and store
+	// failures (Warn).
 	// default: no logging
 	Logger *slog.Logger
 }

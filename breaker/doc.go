@@ -33,10 +33,13 @@
 // # Outcomes
 //
 // IsFailure decides what a failure is; by default any non-nil error except
-// context.Canceled. An error for which IsFailure is false counts as a
+// context.Canceled. It is asked only about non-nil errors: a nil error is
+// always a success. An error for which IsFailure is false counts as a
 // success. If the function panics, the panic counts as a failure and then
-// continues. If ctx is already done, Do returns ctx.Err() without running the
-// function or counting anything.
+// continues. If ctx is already done, Do (and Execute, and Allow) return
+// ctx.Err() without running the function or counting anything; a ctx
+// canceled while the function runs does not stop its outcome from being
+// counted.
 //
 // # Transitions and overrides
 //
@@ -44,7 +47,8 @@
 // it, after the store committed it and never under a lock; transitions are
 // logged through Config.Logger. Reset, ForceOpen and ForceClose are
 // transitions too, seen at their next call by every Breaker sharing the
-// circuit. ForceOpen rejects every call until Reset or its TTL; when the TTL
+// circuit: each starts a new generation and is logged, and OnStateChange
+// runs when it changes the state (a Reset of a closed circuit does not). ForceOpen rejects every call until Reset or its TTL; when the TTL
 // passes the circuit is open with its timeout over, so the next call is a
 // probe. ForceClose admits every call and keeps counting, without tripping,
 // until Reset or its TTL.
