@@ -95,17 +95,22 @@ func validateName(name string) error {
 // policy validates cfg and returns its Policy with defaults applied.
 func (cfg *Config) policy() (Policy, error) {
 	var errs []error
-	neg := func(field string, v int64) {
+	neg := func(field string, v int) {
 		if v < 0 {
 			errs = append(errs, fmt.Errorf("tripline: Config.%s is negative (%d)", field, v))
 		}
 	}
-	neg("FailureThreshold", int64(cfg.FailureThreshold))
-	neg("FailureWindow", int64(cfg.FailureWindow))
-	neg("Timeout", int64(cfg.Timeout))
-	neg("SuccessThreshold", int64(cfg.SuccessThreshold))
-	neg("HalfOpenMaxCalls", int64(cfg.HalfOpenMaxCalls))
-	neg("ProbeTimeout", int64(cfg.ProbeTimeout))
+	negDur := func(field string, d time.Duration) {
+		if d < 0 {
+			errs = append(errs, fmt.Errorf("tripline: Config.%s is negative (%s)", field, d))
+		}
+	}
+	neg("FailureThreshold", cfg.FailureThreshold)
+	negDur("FailureWindow", cfg.FailureWindow)
+	negDur("Timeout", cfg.Timeout)
+	neg("SuccessThreshold", cfg.SuccessThreshold)
+	neg("HalfOpenMaxCalls", cfg.HalfOpenMaxCalls)
+	negDur("ProbeTimeout", cfg.ProbeTimeout)
 	if err := errors.Join(errs...); err != nil {
 		return Policy{}, err
 	}
