@@ -1,0 +1,221 @@
+-- lib.lua: the part every tripline script shares. Package lua prepends it
+-- to admit.lua, record.lua, apply.lua and load.lua; it is not a script on
+-- its own. The state machine is breaker/memstore.go's, step for step.
+--
+-- One circuit's keys, all in one hash slot (KEYS):
+--   KEYS[1]  state hash: st g f s lf oa ra lw seq [om ou oat oac ore]
+--   KEYS[2]  failure window, sorted set: member = sequence number,
+--            score = failure time; only the newest FailureThreshold are kept
+--   KEYS[3]  probe leases, sorted set: member = probe id, score = expiry
+--   KEYS[4]  reply memo of this call (write scripts): the reply of a call
+--            that changed state, kept briefly so that a retried call (same
+--            call id, same key) gets the same answer and changes nothing
+-- Times are microseconds of Redis TIME, never the client's clock. Numbers
+-- are written as decimal strings (fmt), never as Lua numbers, so no server
+-- version can print one in exponent form.
+--
+-- Errors are raised before the first write (Redis has no rollback):
+--   TRIPLINE_BADARG    an argument the Go side should have refused
+--   TRIPLINE_CORRUPT   a field of the circuit that no tripline script wrote
+
+if redis.replicate_commands then redis.replicate_commands() end
+
+local H, W, P, R = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+
+-- Durations beyond this (100 years, in microseconds) are clamped by the Go
+-- side; scores beyond now + MAXDUR are foreign and ignored.
+local MAXDUR = 3153600000000000
+local MAXNUM = 9007199254740991 -- 2^53 - 1: larger integers are not exact
+
+local function fmt(n) return string.format('%.0f', n) end
+
+-- num parses a non-negative decimal integer; false (a missing field) is 0.
+-- It returns nil for anything else ("1e3", " 1", "0x1", "-1", "nan").
+local function num(v)
+  if v == false or v == nil then return 0 end
+  if type(v) ~= 'string' or #v == 0 or #v > 16 or not string.match(v, '^%d+$') then
+    return nil
+  end
+  local n = tonumber(v)
+  if n > MAXNUM then return nil end
+  return n
+end
+
+local function quote(v)
+  v = tostring(v)
+  if #v > 40 then v = string.sub(v, 1, 40) .. '...' end
+  return string.format('%q', v)
+end
+
+local function field(v, name, max)
+  local n = num(v)
+  if n == nil or n > max then
+    error('TRIPLINE_CORRUPT field ' .. name .. ' of ' .. H .. ' is ' .. quote(v), 0)
+  end
+  return n
+end
+
+local function arg(i, name, min, max)
+  local n = num(ARGV[i])
+  if ARGV[i] == nil or n == nil or n < min or n > max then
+    error('TRIPLINE_BADARG ' .. name .. ' (ARGV[' .. i .. ']) is ' .. quote(ARGV[i]), 0)
+  end
+  return n
+end
+
+local function now_us()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+
+-- Common arguments: ARGV[1] pub/sub channel, ARGV[2] encoded circuit name
+-- (for events), ARGV[3] idle TTL (us), ARGV[4] reply memo TTL (ms).
+local CHANNEL, ENC = ARGV[1], ARGV[2]
+if type(CHANNEL) ~= 'string' or #CHANNEL == 0 or type(ENC) ~= 'string' or #ENC == 0 then
+  error('TRIPLINE_BADARG channel and name must be given', 0)
+end
+local IDLE = arg(3, 'idle TTL', 1000, MAXDUR)
+local MEMO = arg(4, 'memo TTL', 1, MAXDUR)
+
+-- fresh is a circuit with no state: closed, generation 0.
+local function fresh()
+  return { exists = false, st = 0, g = 0, f = 0, s = 0, lf = 0, oa = 0, ra = 0, lw = 0,
+    seq = 0, om = 0, ou = 0, oat = 0, oac = '', ore = '', hadov = false }
+end
+
+-- load reads the circuit. A missing hash is a closed circuit, generation 0.
+-- An override whose time is up is dropped here (it is rewritten, or left
+-- to lapse, by the next write).
+local function load(now)
+  local v = redis.call('HMGET', H, 'st', 'g', 'f', 's', 'lf', 'oa', 'ra', 'lw', 'seq',
+    'om', 'ou', 'oat', 'oac', 'ore')
+  local c = fresh()
+  for i = 1, 14 do
+    if v[i] then c.exists = true end
+  end
+  c.st = field(v[1], 'st', 2)
+  c.g = field(v[2], 'g', MAXNUM)
+  c.f = field(v[3], 'f', MAXNUM)
+  c.s = field(v[4], 's', MAXNUM)
+  c.lf = field(v[5], 'lf', MAXNUM)
+  c.oa = field(v[6], 'oa', MAXNUM)
+  c.ra = field(v[7], 'ra', MAXNUM)
+  c.lw = field(v[8], 'lw', MAXDUR)
+  c.seq = field(v[9], 'seq', MAXNUM)
+  c.om = field(v[10], 'om', 2)
+  c.ou = field(v[11], 'ou', MAXNUM)
+  c.oat = field(v[12], 'oat', MAXNUM)
+  c.oac = v[13] or ''
+  c.ore = v[14] or ''
+  c.hadov = v[10] ~= false or v[11] ~= false or v[12] ~= false or v[13] ~= false or v[14] ~= false
+  if c.om ~= 0 and c.ou ~= 0 and now >= c.ou then
+    c.om, c.ou, c.oat, c.oac, c.ore = 0, 0, 0, '', ''
+  end
+  return c
+end
+
+-- transition moves the circuit to a new generation in state to, clearing
+-- every counter, lease and the override (apply sets its override after)
+-- and RetryAt (open sets it after). OpenedAt survives into half-open;
+-- closing clears it and LastFailure too.
+local function transition(c, to, cause)
+  c.tr = { from = c.st, to = to, g = c.g + 1, cause = cause }
+  c.st, c.g, c.f, c.s = to, c.g + 1, 0, 0
+  c.om, c.ou, c.oat, c.oac, c.ore = 0, 0, 0, '', ''
+  c.ra = 0
+  if to == 0 then c.oa, c.lf = 0, 0 end
+  c.failure = nil
+  c.clear = true
+  c.changed = true
+end
+
+local function open(c, now, timeout)
+  transition(c, 1, 'outcome')
+  c.oa, c.ra = now, now + timeout
+end
+
+-- ttl is how long the circuit's keys live after this write (ms): the idle
+-- TTL, plus the window while failures may be in it, plus the probe timeout
+-- while half-open; an open circuit lives until RetryAt + idle, an override
+-- until its end + idle.
+local function ttl(c, now, probe_timeout)
+  local t = IDLE + c.lw
+  if c.st == 2 then t = t + probe_timeout end
+  if c.st == 1 and c.ra > now then t = math.max(t, c.ra - now + IDLE) end
+  if c.om ~= 0 and c.ou > now then t = math.max(t, c.ou - now + IDLE) end
+  return fmt(math.ceil(t / 1000))
+end
+
+-- save writes the whole circuit. It deletes a damaged circuit's keys
+-- (c.purge: a reset that could not read them) or clears the window and
+-- leases after a transition; adds the failure (c.failure = {member, time})
+-- and the probe lease (c.lease = {id, expiry}) the call made; trims the
+-- window to the newest c.keep failures; sets every written key's TTL; and
+-- publishes the transition.
+local function save(c, now, probe_timeout)
+  if c.purge then
+    redis.call('DEL', H, W, P)
+  elseif c.clear then
+    redis.call('DEL', W, P)
+  end
+  if c.failure then
+    redis.call('ZADD', W, fmt(c.failure[2]), fmt(c.failure[1]))
+    redis.call('ZREMRANGEBYRANK', W, '0', fmt(-(c.keep + 1)))
+  end
+  if c.lease then
+    redis.call('ZADD', P, fmt(c.lease[2]), fmt(c.lease[1]))
+  end
+  redis.call('HSET', H, 'st', fmt(c.st), 'g', fmt(c.g), 'f', fmt(c.f), 's', fmt(c.s),
+    'lf', fmt(c.lf), 'oa', fmt(c.oa), 'ra', fmt(c.ra), 'lw', fmt(c.lw), 'seq', fmt(c.seq))
+  if c.om ~= 0 then
+    redis.call('HSET', H, 'om', fmt(c.om), 'ou', fmt(c.ou), 'oat', fmt(c.oat),
+      'oac', c.oac, 'ore', c.ore)
+  elseif c.hadov then
+    redis.call('HDEL', H, 'om', 'ou', 'oat', 'oac', 'ore')
+  end
+  local ms = ttl(c, now, probe_timeout)
+  redis.call('PEXPIRE', H, ms)
+  if c.failure then redis.call('PEXPIRE', W, ms) end
+  if c.lease or c.released then redis.call('PEXPIRE', P, ms) end
+  if c.tr then
+    redis.call('PUBLISH', CHANNEL, '1 ' .. ENC .. ' ' .. c.tr.from .. ' ' .. c.tr.to .. ' ' ..
+      fmt(c.tr.g) .. ' ' .. fmt(now) .. ' ' .. c.tr.cause)
+  end
+end
+
+-- reply joins the fields of a reply into one string, remembered under R
+-- when the call changed the circuit.
+local function reply(c, fields)
+  for i = 1, #fields do fields[i] = fmt(fields[i]) end
+  local r = table.concat(fields, ' ')
+  if c.changed and R then
+    redis.call('SET', R, r, 'PX', fmt(MEMO))
+  end
+  return r
+end
+
+local function tr_fields(c)
+  if c.tr then return c.tr.from, c.tr.to, c.tr.g end
+  return 0, 0, 0
+end
+
+-- memo returns the remembered reply of this call, if it already ran.
+local function memo()
+  if R then
+    local m = redis.call('GET', R)
+    if m then return m end
+  end
+  return nil
+end
+
+-- policy reads a breaker.Policy from ARGV[5..10] (durations in us).
+local function policy()
+  return {
+    threshold = arg(5, 'FailureThreshold', 1, 100000),
+    window = arg(6, 'FailureWindow', 0, MAXDUR),
+    timeout = arg(7, 'Timeout', 1000, MAXDUR),
+    successes = arg(8, 'SuccessThreshold', 1, MAXNUM),
+    probes = arg(9, 'HalfOpenMaxCalls', 1, MAXNUM),
+    probe_timeout = arg(10, 'ProbeTimeout', 1000, MAXDUR),
+  }
+end

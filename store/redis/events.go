@@ -1,0 +1,124 @@
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tripline/tripline/breaker"
+)
+
+// Event is one published transition.
+type Event struct {
+	Name       string        // the circuit's name
+	From, To   breaker.State // From == To for a reset of a closed circuit: the generation still moves
+	Generation uint64        // the generation the transition started
+	At         time.Time     // Redis time of the transition
+	// Cause is what made it: "timeout" (open to half-open), "outcome" (a
+	// recorded failure or probe), "reset", "force-open" or "force-close".
+	Cause string
+}
+
+// watchBuffer is how many events Watch holds for a slow reader before the
+// subscription itself buffers (go-redis keeps 100 more).
+const watchBuffer = 64
+
+// Watch streams the transitions published under the prefix (all circuits,
+// or only the names given) until ctx is done; the channel is closed then.
+// The subscription is live when Watch returns. Messages on the channel that
+// are not transitions are logged (WithLogger) and skipped. Transitions
+// published while the subscription reconnects are lost; Load or List give
+// the state.
+func (s *Store) Watch(ctx context.Context, names ...string) (<-chan Event, error) {
+	if s.err != nil {
+		return nil, s.err
+	}
+	var only map[string]bool
+	if len(names) > 0 {
+		only = make(map[string]bool, len(names))
+		for _, n := range names {
+			only[n] = true
+		}
+	}
+	ps := s.client.Subscribe(ctx, s.channel)
+	if _, err := ps.Receive(ctx); err != nil {
+		_ = ps.Close()
+		return nil, fmt.Errorf("redisstore: watch %s: %w", s.channel, err)
+	}
+	out := make(chan Event, watchBuffer)
+	msgs := ps.Channel()
+	go func() {
+		defer close(out)
+		defer ps.Close()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case m, ok := <-msgs:
+				if !ok {
+					return
+				}
+				ev, err := decodeEvent(m.Payload)
+				if err != nil {
+					s.logger.LogAttrs(ctx, slog.LevelWarn, "redisstore: skipped a message that is not a transition",
+						slog.String("channel", m.Channel), slog.Any("error", err))
+					continue
+				}
+				if only != nil && !only[ev.Name] {
+					continue
+				}
+				select {
+				case out <- ev:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	}()
+	return out, nil
+}
+
+// decodeEvent parses the message the scripts publish:
+// "1 <encoded name> <from> <to> <generation> <time us> <cause>".
+func decodeEvent(payload string) (Event, error) {
+	f := strings.Split(payload, " ")
+	if len(f) != 7 || f[0] != "1" {
+		return Event{}, fmt.Errorf("malformed transition %.80q", payload)
+	}
+	name, err := decodeName(f[1])
+	if err != nil {
+		return Event{}, fmt.Errorf("malformed transition %.80q: name: %w", payload, err)
+	}
+	from, err1 := parseState(f[2])
+	to, err2 := parseState(f[3])
+	gen, err3 := strconv.ParseUint(f[4], 10, 64)
+	at, err4 := strconv.ParseInt(f[5], 10, 64)
+	if err := errors.Join(err1, err2, err3, err4); err != nil || gen == 0 || at <= 0 || !validCause(f[6]) {
+		return Event{}, fmt.Errorf("malformed transition %.80q", payload)
+	}
+	return Event{Name: name, From: from, To: to, Generation: gen, At: time.UnixMicro(at), Cause: f[6]}, nil
+}
+
+func parseState(v string) (breaker.State, error) {
+	switch v {
+	case "0":
+		return breaker.StateClosed, nil
+	case "1":
+		return breaker.StateOpen, nil
+	case "2":
+		return breaker.StateHalfOpen, nil
+	}
+	return 0, fmt.Errorf("unknown state %q", v)
+}
+
+func validCause(c string) bool {
+	switch c {
+	case "timeout", "outcome", "reset", "force-open", "force-close":
+		return true
+	}
+	return false
+}

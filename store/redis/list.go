@@ -1,0 +1,99 @@
+package redisstore
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tripline/tripline/breaker"
+)
+
+// scanCount is the COUNT hint of each SCAN step, and the batch of circuits
+// loaded in one pipeline.
+const scanCount = 256
+
+// List returns every circuit under the prefix, sorted by name; on Redis
+// Cluster it scans every master (a *redis.Ring: every shard). Keys under
+// the prefix whose names do not decode are not tripline's and are skipped.
+// A circuit that expires during the scan may be missing or read as closed.
+func (s *Store) List(ctx context.Context) ([]breaker.Snapshot, error) {
+	if s.err != nil {
+		return nil, s.err
+	}
+	var (
+		mu    sync.Mutex
+		names = map[string]bool{}
+	)
+	scan := func(ctx context.Context, c redis.UniversalClient) error {
+		it := c.Scan(ctx, 0, scanPattern(s.prefix), scanCount).Iterator()
+		for it.Next(ctx) {
+			if name, ok := nameFromKey(s.prefix, it.Val()); ok {
+				mu.Lock()
+				names[name] = true
+				mu.Unlock()
+			}
+		}
+		return it.Err()
+	}
+	var err error
+	switch c := s.client.(type) {
+	case *redis.ClusterClient:
+		err = c.ForEachMaster(ctx, func(ctx context.Context, n *redis.Client) error { return scan(ctx, n) })
+	case *redis.Ring:
+		err = c.ForEachShard(ctx, func(ctx context.Context, n *redis.Client) error { return scan(ctx, n) })
+	default:
+		err = scan(ctx, s.client)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("redisstore: list %s: %w", s.prefix, err)
+	}
+	sorted := make([]string, 0, len(names))
+	for n := range names {
+		sorted = append(sorted, n)
+	}
+	slices.Sort(sorted)
+	out := make([]breaker.Snapshot, 0, len(sorted))
+	for batch := range slices.Chunk(sorted, scanCount) {
+		snaps, err := s.loadMany(ctx, batch)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, snaps...)
+	}
+	slices.SortFunc(out, func(a, b breaker.Snapshot) int { return cmp.Compare(a.Name, b.Name) })
+	return out, nil
+}
+
+// loadMany loads circuits in one pipeline of EVALSHA; a circuit whose
+// script the server lost (NOSCRIPT: restart, failover, SCRIPT FLUSH) is
+// loaded again with Script.Run, which sends the script.
+func (s *Store) loadMany(ctx context.Context, names []string) ([]breaker.Snapshot, error) {
+	pipe := s.client.Pipeline()
+	cmds := make([]*redis.Cmd, len(names))
+	for i, name := range names {
+		k := keysFor(s.prefix, name)
+		cmds[i] = pipe.EvalSha(ctx, loadScript.Hash(), []string{k.hash, k.window, k.leases}, s.baseArgs(k, 0)...)
+	}
+	_, _ = pipe.Exec(ctx) // each command carries its own error
+	out := make([]breaker.Snapshot, 0, len(names))
+	for i, name := range names {
+		v, err := cmds[i].Slice()
+		if redis.HasErrorPrefix(err, "NOSCRIPT") {
+			k := keysFor(s.prefix, name)
+			v, err = loadScript.Run(ctx, s.client, []string{k.hash, k.window, k.leases}, s.baseArgs(k, 0)...).Slice()
+		}
+		if err != nil {
+			return nil, s.fail("load", name, err)
+		}
+		snap, err := s.snapshot(name, v)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, snap)
+	}
+	return out, nil
+}

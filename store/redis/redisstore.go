@@ -1,0 +1,498 @@
+// Package redisstore is a breaker.Store in Redis: every replica of a service
+// that points its Breakers at the same Redis (and prefix) shares each
+// circuit, and they behave as one breaker.
+//
+// # Consistency
+//
+// Each decision is one Lua script call, atomic in Redis: Admit (read the
+// state, move open to half-open once RetryAt has passed, lease a probe),
+// Record (count an outcome, trip, close, release the lease) and Apply
+// (reset, force open, force close). Nothing is locked between calls and
+// nothing is held while the protected function runs. Time is Redis TIME,
+// read inside the scripts, so replicas with skewed clocks agree; times are
+// kept in microseconds. A missing circuit is closed, generation 0.
+//
+// # Keys and expiry
+//
+// All keys of a circuit share one hash tag (see keysFor), so the scripts
+// run on Redis Cluster. Every key has a TTL: an idle circuit (closed,
+// nothing in its window, no override) disappears WithIdleTTL after its last
+// write; an open circuit lives at least until RetryAt plus the idle TTL; an
+// override until its end plus the idle TTL (an override without an end is
+// refreshed while calls see it).
+//
+// # Retries
+//
+// go-redis retries a command after a read timeout or a lost connection, so
+// a script whose reply was lost can run twice. Every write script carries a
+// call id; a call that changed the circuit leaves its reply under that id
+// for WithReplyTTL, and a second run with the same id returns it without
+// changing anything. No failure is counted twice and no probe leased twice.
+//
+// # Transitions
+//
+// Every transition (also those made by Apply) is published by the script
+// that made it on the channel "<prefix>:events"; Watch follows them.
+//
+// Redis 5.0 or newer is needed (scripts that read TIME and then write).
+package redisstore
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tripline/tripline/breaker"
+	"github.com/tripline/tripline/scripts/lua"
+)
+
+const (
+	// DefaultPrefix is the key prefix used without WithPrefix.
+	DefaultPrefix = "tripline"
+	// DefaultIdleTTL is how long an idle circuit's keys live after its last
+	// write, without WithIdleTTL.
+	DefaultIdleTTL = 24 * time.Hour
+	// DefaultReplyTTL is how long a call's reply is remembered for a retry,
+	// without WithReplyTTL.
+	DefaultReplyTTL = time.Minute
+
+	maxPrefixLen = 256
+	maxNameLen   = breaker.MaxNameLen
+	// MaxNoteLen bounds Command.Actor and Command.Reason, in bytes.
+	MaxNoteLen = 1024
+	// maxDuration clamps durations sent to the scripts (100 years): beyond
+	// it microsecond times would lose precision in Lua's doubles.
+	maxDuration = 100 * 365 * 24 * time.Hour
+	maxExact    = 1<<53 - 1
+)
+
+// ErrCorrupt is matched (errors.Is) by the error of a call that found data
+// in a circuit's keys that tripline did not write (a field that is not a
+// number, a key of the wrong type) or got a script reply it cannot parse.
+// Nothing was changed. Apply with CommandReset repairs such a circuit: it
+// writes the circuit again from scratch (as does deleting its keys).
+var ErrCorrupt = errors.New("redisstore: malformed circuit data")
+
+// errBadReply is the ErrCorrupt of a script reply that cannot be parsed.
+var errBadReply = &corruptError{err: errors.New("malformed script reply")}
+
+var (
+	admitScript  = redis.NewScript(lua.Admit)
+	recordScript = redis.NewScript(lua.Record)
+	applyScript  = redis.NewScript(lua.Apply)
+	loadScript   = redis.NewScript(lua.Load)
+)
+
+// Store is a breaker.Store in Redis. It is safe for concurrent use; make one
+// per client and share it between Breakers.
+type Store struct {
+	client   redis.UniversalClient
+	prefix   string
+	channel  string
+	idleUS   int64 // idle TTL, microseconds
+	replyMS  int64 // reply memo TTL, milliseconds
+	logger   *slog.Logger
+	err      error // a bad option or client: every call returns it
+	callBase string
+	calls    atomic.Uint64
+}
+
+var _ breaker.Store = (*Store)(nil)
+
+// Option configures a Store.
+type Option func(*options)
+
+type options struct {
+	prefix   string
+	idleTTL  time.Duration
+	replyTTL time.Duration
+	logger   *slog.Logger
+}
+
+// WithPrefix sets the prefix of every key and of the pub/sub channel, so
+// applications can share one Redis. It must be 1 to 256 bytes without '{'
+// or '}'.
+// default: "tripline"
+func WithPrefix(prefix string) Option { return func(o *options) { o.prefix = prefix } }
+
+// WithIdleTTL sets how long the keys of an idle circuit (closed, nothing in
+// its window, no override) live after its last write; a circuit that
+// expires reads as closed, generation 0. At least a millisecond.
+// default: 24h
+func WithIdleTTL(d time.Duration) Option { return func(o *options) { o.idleTTL = d } }
+
+// WithReplyTTL sets how long the reply of a call that changed a circuit is
+// remembered, so that a retry of the same call (go-redis retries after a
+// read timeout or a dropped connection) returns it instead of running
+// again. It must outlast the client's retries: MaxRetries x (ReadTimeout +
+// MaxRetryBackoff) and more. At least a millisecond.
+// default: 1m
+func WithReplyTTL(d time.Duration) Option { return func(o *options) { o.replyTTL = d } }
+
+// WithLogger sets where Watch reports messages it cannot decode.
+// default: no logging
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+
+// New returns a Store on client: a *redis.Client, *redis.ClusterClient, a
+// failover client or a *redis.Ring. It never fails: a nil client or a bad
+// option makes every call of the Store return an error saying so.
+func New(client redis.UniversalClient, opts ...Option) *Store {
+	o := options{prefix: DefaultPrefix, idleTTL: DefaultIdleTTL, replyTTL: DefaultReplyTTL}
+	for _, opt := range opts {
+		if opt != nil {
+			opt(&o)
+		}
+	}
+	s := &Store{
+		client:  client,
+		prefix:  o.prefix,
+		channel: o.prefix + ":events",
+		idleUS:  min(o.idleTTL, maxDuration).Microseconds(),
+		replyMS: min(o.replyTTL, maxDuration).Milliseconds(),
+		logger:  o.logger,
+	}
+	if s.logger == nil {
+		s.logger = slog.New(slog.DiscardHandler)
+	}
+	var errs []error
+	if client == nil {
+		errs = append(errs, errors.New("client is nil"))
+	}
+	if err := checkPrefix(o.prefix); err != nil {
+		errs = append(errs, err)
+	}
+	if o.idleTTL < time.Millisecond {
+		errs = append(errs, fmt.Errorf("idle TTL %s is shorter than 1ms", o.idleTTL))
+	}
+	if o.replyTTL < time.Millisecond {
+		errs = append(errs, fmt.Errorf("reply TTL %s is shorter than 1ms", o.replyTTL))
+	}
+	if err := errors.Join(errs...); err != nil {
+		s.err = fmt.Errorf("redisstore: invalid store: %w", err)
+	}
+	var id [8]byte
+	_, _ = rand.Read(id[:]) // crypto/rand.Read never fails
+	s.callBase = hex.EncodeToString(id[:]) + "-"
+	return s
+}
+
+// Channel returns the pub/sub channel transitions are published on
+// ("<prefix>:events").
+func (s *Store) Channel() string { return s.channel }
+
+// Prefix returns the key prefix.
+func (s *Store) Prefix() string { return s.prefix }
+
+// Keys returns the Redis keys that hold the circuit's state: its hash, its
+// failure window and its probe leases (the last two may not exist). For
+// operators and tests; the layout is described in the package source.
+func (s *Store) Keys(name string) []string {
+	k := keysFor(s.prefix, name)
+	return []string{k.hash, k.window, k.leases}
+}
+
+// callID returns an id unique to one store call, across replicas.
+func (s *Store) callID() string {
+	return s.callBase + strconv.FormatUint(s.calls.Add(1), 36)
+}
+
+// check validates what every call needs: the store and the circuit name.
+func (s *Store) check(op, name string) error {
+	if s.err != nil {
+		return s.err
+	}
+	switch {
+	case name == "":
+		return fmt.Errorf("redisstore: %s: circuit name is empty", op)
+	case len(name) > maxNameLen:
+		return fmt.Errorf("redisstore: %s: circuit name is %d bytes, longer than %d", op, len(name), maxNameLen)
+	}
+	return nil
+}
+
+// fail wraps an error from Redis. A script that found data it cannot parse
+// (or a key of the wrong type) yields an error matching ErrCorrupt too.
+func (s *Store) fail(op, name string, err error) error {
+	if isCorrupt(err) {
+		err = &corruptError{err: err}
+	}
+	return fmt.Errorf("redisstore: %s circuit %q: %w", op, name, err)
+}
+
+func isCorrupt(err error) bool {
+	var rerr redis.Error
+	if !errors.As(err, &rerr) {
+		return false
+	}
+	msg := rerr.Error()
+	return strings.Contains(msg, "TRIPLINE_CORRUPT") || strings.Contains(msg, "WRONGTYPE")
+}
+
+// corruptError is a Redis error about a circuit's data: it matches
+// ErrCorrupt and unwraps to the Redis error.
+type corruptError struct{ err error }
+
+// Error gives the script's own words, without the server's decoration.
+func (e *corruptError) Error() string {
+	msg := e.err.Error()
+	if i := strings.Index(msg, "TRIPLINE_CORRUPT "); i >= 0 {
+		msg = msg[i+len("TRIPLINE_CORRUPT "):]
+	} else if i := strings.Index(msg, "WRONGTYPE "); i >= 0 {
+		msg = "a key " + msg[i+len("WRONGTYPE "):]
+	}
+	for _, end := range []string{" stack traceback", " script:", "\n"} {
+		if i := strings.Index(msg, end); i >= 0 {
+			msg = msg[:i]
+		}
+	}
+	return "malformed circuit data: " + msg
+}
+
+func (e *corruptError) Is(target error) bool { return target == ErrCorrupt }
+func (e *corruptError) Unwrap() error        { return e.err }
+
+// us converts a duration to the scripts' microseconds, clamped.
+func us(d time.Duration) int64 { return min(max(d, 0), maxDuration).Microseconds() }
+
+// exact clamps an id to what the scripts' numbers hold exactly; a larger
+// generation or probe id is one the store never issued.
+func exact(v uint64) uint64 { return min(v, maxExact) }
+
+func (s *Store) baseArgs(k circuitKeys, extra int) []any {
+	args := make([]any, 4, 4+extra)
+	args[0], args[1], args[2], args[3] = s.channel, k.enc, s.idleUS, s.replyMS
+	return args
+}
+
+func appendPolicy(args []any, p breaker.Policy) []any {
+	return append(args, p.FailureThreshold, us(p.FailureWindow), us(p.Timeout),
+		p.SuccessThreshold, p.HalfOpenMaxCalls, us(p.ProbeTimeout))
+}
+
+// Admit implements breaker.Store.
+func (s *Store) Admit(ctx context.Context, name string, p breaker.Policy) (breaker.Admission, error) {
+	if err := s.check("admit", name); err != nil {
+		return breaker.Admission{}, err
+	}
+	if err := p.Validate(); err != nil {
+		return breaker.Admission{}, fmt.Errorf("redisstore: admit circuit %q: %w", name, err)
+	}
+	k := keysFor(s.prefix, name)
+	args := appendPolicy(s.baseArgs(k, 6), p)
+	v, err := admitScript.Run(ctx, s.client, []string{k.hash, k.window, k.leases, k.memo(s.callID())}, args...).Text()
+	if err != nil {
+		return breaker.Admission{}, s.fail("admit", name, err)
+	}
+	var f [8]int64
+	if err := parseReply(v, f[:]); err != nil {
+		return breaker.Admission{}, s.badReply("admit", name, v, err)
+	}
+	a := breaker.Admission{
+		Allowed:    f[0] == 1,
+		State:      breaker.State(f[1]),
+		Generation: uint64(f[2]),
+		Probe:      uint64(f[3]),
+		RetryAfter: time.Duration(f[4]) * time.Microsecond,
+	}
+	t, err := transition(f[5], f[6], f[7])
+	if err != nil || f[0] > 1 || f[1] > 2 || (a.Allowed && a.State == breaker.StateHalfOpen && a.Probe == 0) {
+		return breaker.Admission{}, s.badReply("admit", name, v, err)
+	}
+	a.Transition = t
+	return a, nil
+}
+
+// Record implements breaker.Store.
+func (s *Store) Record(ctx context.Context, name string, p breaker.Policy, o breaker.Outcome) (breaker.Result, error) {
+	if err := s.check("record", name); err != nil {
+		return breaker.Result{}, err
+	}
+	if err := p.Validate(); err != nil {
+		return breaker.Result{}, fmt.Errorf("redisstore: record circuit %q: %w", name, err)
+	}
+	if o.Kind != breaker.OutcomeSuccess && o.Kind != breaker.OutcomeFailure {
+		return breaker.Result{}, fmt.Errorf("redisstore: record circuit %q: unknown outcome kind %d", name, o.Kind)
+	}
+	k := keysFor(s.prefix, name)
+	args := appendPolicy(s.baseArgs(k, 9), p)
+	args = append(args, int(o.Kind), exact(o.Generation), exact(o.Probe))
+	v, err := recordScript.Run(ctx, s.client, []string{k.hash, k.window, k.leases, k.memo(s.callID())}, args...).Text()
+	if err != nil {
+		return breaker.Result{}, s.fail("record", name, err)
+	}
+	return s.result("record", name, v)
+}
+
+// Apply implements breaker.Store.
+func (s *Store) Apply(ctx context.Context, name string, c breaker.Command) (breaker.Result, error) {
+	if err := s.check("apply", name); err != nil {
+		return breaker.Result{}, err
+	}
+	switch {
+	case c.Kind < breaker.CommandReset || c.Kind > breaker.CommandForceClose:
+		return breaker.Result{}, fmt.Errorf("redisstore: apply circuit %q: unknown command kind %d", name, c.Kind)
+	case c.TTL < 0:
+		return breaker.Result{}, fmt.Errorf("redisstore: apply circuit %q: negative override TTL %s", name, c.TTL)
+	case c.TTL > 0 && c.TTL < time.Microsecond:
+		return breaker.Result{}, fmt.Errorf("redisstore: apply circuit %q: override TTL %s is shorter than 1µs", name, c.TTL)
+	case len(c.Actor) > MaxNoteLen || len(c.Reason) > MaxNoteLen:
+		return breaker.Result{}, fmt.Errorf("redisstore: apply circuit %q: actor or reason longer than %d bytes", name, MaxNoteLen)
+	}
+	ifExists := 0
+	if c.IfExists {
+		ifExists = 1
+	}
+	k := keysFor(s.prefix, name)
+	args := append(s.baseArgs(k, 5), int(c.Kind), us(c.TTL), ifExists, c.Actor, c.Reason)
+	v, err := applyScript.Run(ctx, s.client, []string{k.hash, k.window, k.leases, k.memo(s.callID())}, args...).Text()
+	if err != nil {
+		return breaker.Result{}, s.fail("apply", name, err)
+	}
+	r, err := s.result("apply", name, v)
+	if err != nil {
+		return breaker.Result{}, err
+	}
+	if v[0] == '1' { // unknown circuit, nothing written
+		return breaker.Result{}, fmt.Errorf("redisstore: apply circuit %q: %w", name, breaker.ErrUnknownCircuit)
+	}
+	return r, nil
+}
+
+// result parses the reply of record and apply:
+// "flag state generation from to tgen".
+func (s *Store) result(op, name, v string) (breaker.Result, error) {
+	var f [6]int64
+	if err := parseReply(v, f[:]); err != nil {
+		return breaker.Result{}, s.badReply(op, name, v, err)
+	}
+	t, err := transition(f[3], f[4], f[5])
+	if err != nil || f[0] > 1 || f[1] > 2 {
+		return breaker.Result{}, s.badReply(op, name, v, err)
+	}
+	return breaker.Result{
+		Ignored:    f[0] == 1,
+		State:      breaker.State(f[1]),
+		Generation: uint64(f[2]),
+		Transition: t,
+	}, nil
+}
+
+// Load implements breaker.Store.
+func (s *Store) Load(ctx context.Context, name string) (breaker.Snapshot, error) {
+	if err := s.check("load", name); err != nil {
+		return breaker.Snapshot{}, err
+	}
+	k := keysFor(s.prefix, name)
+	v, err := loadScript.Run(ctx, s.client, []string{k.hash, k.window, k.leases}, s.baseArgs(k, 0)...).Slice()
+	if err != nil {
+		return breaker.Snapshot{}, s.fail("load", name, err)
+	}
+	return s.snapshot(name, v)
+}
+
+// snapshot parses the reply of the load script.
+func (s *Store) snapshot(name string, v []any) (breaker.Snapshot, error) {
+	if len(v) != 3 {
+		return breaker.Snapshot{}, s.badReply("load", name, fmt.Sprint(v), errors.New("want 3 elements"))
+	}
+	nums, ok0 := v[0].(string)
+	actor, ok1 := v[1].(string)
+	reason, ok2 := v[2].(string)
+	if !ok0 || !ok1 || !ok2 {
+		return breaker.Snapshot{}, s.badReply("load", name, fmt.Sprint(v), errors.New("want 3 strings"))
+	}
+	var f [12]int64
+	if err := parseReply(nums, f[:]); err != nil {
+		return breaker.Snapshot{}, s.badReply("load", name, nums, err)
+	}
+	if f[1] > 2 || f[9] > 2 || f[2] > math.MaxInt32 || f[3] > math.MaxInt32 || f[4] > math.MaxInt32 {
+		return breaker.Snapshot{}, s.badReply("load", name, nums, errors.New("field out of range"))
+	}
+	snap := breaker.Snapshot{Name: name}
+	if f[0] == 0 {
+		return snap, nil
+	}
+	snap.State = breaker.State(f[1])
+	snap.Failures, snap.Successes, snap.Probes = int(f[2]), int(f[3]), int(f[4])
+	snap.LastFailure, snap.OpenedAt, snap.RetryAt = micro(f[5]), micro(f[6]), micro(f[7])
+	snap.Generation = uint64(f[8])
+	if f[9] != 0 {
+		snap.Override = &breaker.Override{
+			Mode:   breaker.OverrideMode(f[9]),
+			Until:  micro(f[10]),
+			At:     micro(f[11]),
+			Actor:  actor,
+			Reason: reason,
+		}
+	}
+	return snap, nil
+}
+
+func (s *Store) badReply(op, name, v string, err error) error {
+	if err == nil {
+		err = errors.New("field out of range")
+	}
+	if len(v) > 200 {
+		v = v[:200] + "..."
+	}
+	return fmt.Errorf("redisstore: %s circuit %q: %w: unexpected script reply %q: %v", op, name, errBadReply, v, err)
+}
+
+// micro turns the scripts' microseconds into a time; 0 is the zero time.
+func micro(v int64) time.Time {
+	if v == 0 {
+		return time.Time{}
+	}
+	return time.UnixMicro(v)
+}
+
+func transition(from, to, gen int64) (breaker.Transition, error) {
+	if gen == 0 {
+		return breaker.Transition{}, nil
+	}
+	if from > 2 || to > 2 {
+		return breaker.Transition{}, fmt.Errorf("transition %d -> %d is not between states", from, to)
+	}
+	return breaker.Transition{From: breaker.State(from), To: breaker.State(to), Generation: uint64(gen)}, nil
+}
+
+// parseReply parses exactly len(out) non-negative decimal integers separated
+// by single spaces, without allocating.
+func parseReply(v string, out []int64) error {
+	i := 0
+	for n := range out {
+		if n > 0 {
+			if i >= len(v) || v[i] != ' ' {
+				return fmt.Errorf("want %d fields", len(out))
+			}
+			i++
+		}
+		start := i
+		var x int64
+		for i < len(v) && v[i] >= '0' && v[i] <= '9' {
+			if x > (math.MaxInt64-9)/10 {
+				return errors.New("number out of range")
+			}
+			x = x*10 + int64(v[i]-'0')
+			i++
+		}
+		if i == start {
+			return fmt.Errorf("field %d is not a number", n+1)
+		}
+		out[n] = x
+	}
+	if i != len(v) {
+		return fmt.Errorf("want %d fields", len(out))
+	}
+	return nil
+}
