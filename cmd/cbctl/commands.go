@@ -1,0 +1,430 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/tripline/tripline/breaker"
+	redisstore "github.com/tripline/tripline/store/redis"
+)
+
+// globalFlags are the connection flags every command that talks to Redis
+// takes.
+type globalFlags struct {
+	redisURL string
+	cluster  string
+	prefix   string
+	timeout  time.Duration
+}
+
+// commands builds the command tree.
+func (a *app) commands() *cobra.Command {
+	var g globalFlags
+	root := &cobra.Command{
+		Use:   "cbctl",
+		Short: "See and steer tripline circuit breakers shared through Redis",
+		Long: `cbctl shows and steers the circuits that tripline breakers share through Redis.
+
+Connection: --redis URL (redis:// or rediss://, user and password in the URL),
+or the REDIS_URL environment variable, or --cluster host:port,... for Redis
+Cluster. --prefix must match the prefix the services use (default "tripline").
+
+Exit codes: 0 success, 1 failure (unknown circuit, Redis unreachable), 2 bad usage.`,
+		SilenceErrors: true,
+		SilenceUsage:  true,
+		RunE: func(*cobra.Command, []string) error {
+			return usageErrorf("missing command")
+		},
+	}
+	root.CompletionOptions.DisableDefaultCmd = true
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
+		return &exitError{code: exitUsage, err: err}
+	})
+	pf := root.PersistentFlags()
+	pf.StringVar(&g.redisURL, "redis", "", "Redis URL: redis://[user:password@]host:port[/db] or rediss://... (default $REDIS_URL)")
+	pf.StringVar(&g.cluster, "cluster", "", "Redis Cluster nodes: host:port,host:port,... (an entry may be a redis:// URL carrying the password)")
+	pf.StringVar(&g.prefix, "prefix", "tripline", "key prefix the services' stores use")
+	pf.DurationVar(&g.timeout, "timeout", 10*time.Second, "how long a command may take (not watch)")
+
+	root.AddCommand(
+		a.listCmd(&g),
+		a.getCmd(&g),
+		a.overrideCmd(&g, "open", breaker.CommandForceOpen,
+			"Force a circuit open: every replica rejects calls until reset or --for ends"),
+		a.overrideCmd(&g, "close", breaker.CommandForceClose,
+			"Force a circuit closed: every replica admits calls (still counted, never tripping) until reset or --for ends"),
+		a.resetCmd(&g),
+		a.watchCmd(&g),
+		a.versionCmd(),
+	)
+	return root
+}
+
+// action wraps a command's body: its errors are failures (exit code 1)
+// unless they say otherwise.
+func action(f func(cmd *cobra.Command, args []string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error { return failure(f(cmd, args)) }
+}
+
+// nameArg accepts exactly one circuit name.
+func nameArg(_ *cobra.Command, args []string) error {
+	switch {
+	case len(args) == 0:
+		return usageErrorf("missing circuit NAME")
+	case len(args) > 1:
+		return usageErrorf("one circuit NAME expected, got %d arguments", len(args))
+	}
+	return checkName(args[0])
+}
+
+func checkName(name string) error {
+	switch {
+	case name == "":
+		return usageErrorf("circuit name is empty")
+	case len(name) > breaker.MaxNameLen:
+		return usageErrorf("circuit name is %d bytes, longer than %d", len(name), breaker.MaxNameLen)
+	case !utf8.ValidString(name):
+		return usageErrorf("circuit name %q is not valid UTF-8", name)
+	}
+	return nil
+}
+
+// addOutputFlag adds -o to a read command.
+func addOutputFlag(fs *pflag.FlagSet, out *string) {
+	fs.StringVarP(out, "output", "o", "table", "output format: table or json")
+}
+
+func checkOutput(out string) error {
+	if out != "table" && out != "json" {
+		return usageErrorf("-o %q: want table or json", out)
+	}
+	return nil
+}
+
+// session is an open connection to the circuits under one prefix.
+type session struct {
+	conn   *connSpec
+	client redis.UniversalClient
+	store  *redisstore.Store
+}
+
+// connect opens the store the flags describe. Usage errors come back with
+// exit code 2; nothing is dialled yet.
+func (a *app) connect(g *globalFlags) (*session, error) {
+	if g.prefix == "" {
+		return nil, usageErrorf("--prefix is empty")
+	}
+	if g.timeout <= 0 {
+		return nil, usageErrorf("--timeout %s: want a positive duration", g.timeout)
+	}
+	conn, err := parseConn(g.redisURL, g.cluster, a.getenv("REDIS_URL"))
+	if err != nil {
+		return nil, err
+	}
+	if conn.single != nil {
+		conn.single.ContextTimeoutEnabled = true
+	} else {
+		conn.cluster.ContextTimeoutEnabled = true
+	}
+	client := conn.client()
+	return &session{conn: conn, client: client, store: redisstore.New(client, redisstore.WithPrefix(g.prefix))}, nil
+}
+
+func (s *session) close() { _ = s.client.Close() }
+
+// fail turns a Redis error into one line that names the target, without
+// its password.
+func (s *session) fail(what string, err error) error {
+	if errors.Is(err, context.Canceled) {
+		return fmt.Errorf("%s: interrupted", what)
+	}
+	return errors.New(s.conn.redact(fmt.Sprintf("%s: %s: %v", what, s.conn.describe(), err)))
+}
+
+// now reads the Redis server's clock, the clock the circuits' times come
+// from.
+func (s *session) now(ctx context.Context) (time.Time, error) {
+	t, err := s.client.Time(ctx).Result()
+	if err != nil {
+		return time.Time{}, s.fail("read server time", err)
+	}
+	return t.UTC(), nil
+}
+
+func (a *app) listCmd(g *globalFlags) *cobra.Command {
+	var out, stateFlag string
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List every circuit under the prefix, sorted by name",
+		Args:  noArgs,
+		RunE: action(func(cmd *cobra.Command, _ []string) error {
+			if err := checkOutput(out); err != nil {
+				return err
+			}
+			var filter *breaker.State
+			if stateFlag != "" {
+				st, err := breaker.ParseState(stateFlag)
+				if err != nil {
+					return usageErrorf("--state %q: want closed, open or half-open", stateFlag)
+				}
+				filter = &st
+			}
+			s, err := a.connect(g)
+			if err != nil {
+				return err
+			}
+			defer s.close()
+			ctx, cancel := context.WithTimeout(cmd.Context(), g.timeout)
+			defer cancel()
+			snaps, err := s.store.List(ctx)
+			if err != nil {
+				return s.fail("list circuits", err)
+			}
+			now, err := s.now(ctx)
+			if err != nil {
+				return err
+			}
+			if filter != nil {
+				kept := snaps[:0]
+				for _, snap := range snaps {
+					if snap.State == *filter {
+						kept = append(kept, snap)
+					}
+				}
+				snaps = kept
+			}
+			if out == "json" {
+				return writeJSON(a.stdout, listJSON(snaps, now))
+			}
+			return writeListTable(a.stdout, snaps, now)
+		}),
+	}
+	addOutputFlag(cmd.Flags(), &out)
+	cmd.Flags().StringVar(&stateFlag, "state", "", "show only circuits in this state: closed, open or half-open")
+	return cmd
+}
+
+func noArgs(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return usageErrorf("%s takes no arguments, got %q", cmd.Name(), strings.Join(args, " "))
+	}
+	return nil
+}
+
+func (a *app) getCmd(g *globalFlags) *cobra.Command {
+	var out string
+	cmd := &cobra.Command{
+		Use:   "get NAME",
+		Short: "Show one circuit in full, including the override's who, why and when",
+		Args:  nameArg,
+		RunE: action(func(cmd *cobra.Command, args []string) error {
+			if err := checkOutput(out); err != nil {
+				return err
+			}
+			name := args[0]
+			s, err := a.connect(g)
+			if err != nil {
+				return err
+			}
+			defer s.close()
+			ctx, cancel := context.WithTimeout(cmd.Context(), g.timeout)
+			defer cancel()
+			snap, found, err := s.find(ctx, name)
+			if err != nil {
+				return err
+			}
+			if !found {
+				return fmt.Errorf("circuit %s not found", name)
+			}
+			now, err := s.now(ctx)
+			if err != nil {
+				return err
+			}
+			if out == "json" {
+				return writeJSON(a.stdout, toJSON(snap, now))
+			}
+			return writeGetTable(a.stdout, snap, now)
+		}),
+	}
+	addOutputFlag(cmd.Flags(), &out)
+	return cmd
+}
+
+// find loads a circuit and says whether the store holds it. A store reads a
+// circuit it has no keys for as closed at generation 0 with nothing
+// counted; only for such a snapshot is the list of circuits consulted.
+func (s *session) find(ctx context.Context, name string) (breaker.Snapshot, bool, error) {
+	snap, err := s.store.Load(ctx, name)
+	if err != nil {
+		return breaker.Snapshot{}, false, s.fail("load circuit "+name, err)
+	}
+	snap.Name = name
+	if !isBlank(snap) {
+		return snap, true, nil
+	}
+	all, err := s.store.List(ctx)
+	if err != nil {
+		return breaker.Snapshot{}, false, s.fail("list circuits", err)
+	}
+	for _, c := range all {
+		if c.Name == name {
+			return snap, true, nil
+		}
+	}
+	return snap, false, nil
+}
+
+// isBlank reports whether snap is what a store returns for a circuit it
+// holds nothing for.
+func isBlank(snap breaker.Snapshot) bool {
+	return snap.State == breaker.StateClosed && snap.Generation == 0 && snap.Failures == 0 &&
+		snap.Successes == 0 && snap.Probes == 0 && snap.LastFailure.IsZero() &&
+		snap.OpenedAt.IsZero() && snap.RetryAt.IsZero() && snap.Override == nil
+}
+
+// mutation is what open, close and reset share.
+type mutation struct {
+	ttl    time.Duration
+	reason string
+	actor  string
+	create bool
+}
+
+func (a *app) mutationFlags(fs *pflag.FlagSet, m *mutation, withTTL bool) {
+	if withTTL {
+		fs.DurationVar(&m.ttl, "for", 0, "how long the override holds, e.g. 10m (default: until reset)")
+	}
+	fs.StringVar(&m.reason, "reason", "", "why: kept with the override, shown by get and list")
+	fs.StringVar(&m.actor, "actor", "", "who gives the command (default: the OS user, "+a.osUser()+")")
+	fs.BoolVar(&m.create, "create", false, "act even if the store holds no state for the circuit")
+}
+
+func (a *app) overrideCmd(g *globalFlags, use string, kind breaker.CommandKind, short string) *cobra.Command {
+	var m mutation
+	cmd := &cobra.Command{
+		Use:   use + " NAME --reason TEXT [--for 10m]",
+		Short: short,
+		Args:  nameArg,
+		RunE: action(func(cmd *cobra.Command, args []string) error {
+			if m.ttl < 0 {
+				return usageErrorf("--for %s: want a positive duration", m.ttl)
+			}
+			if m.ttl > 0 && m.ttl < time.Millisecond {
+				return usageErrorf("--for %s: want at least 1ms", m.ttl)
+			}
+			if strings.TrimSpace(m.reason) == "" {
+				return usageErrorf("--reason is required: say why, for the next operator")
+			}
+			return a.apply(cmd.Context(), g, args[0], kind, m)
+		}),
+	}
+	a.mutationFlags(cmd.Flags(), &m, true)
+	return cmd
+}
+
+func (a *app) resetCmd(g *globalFlags) *cobra.Command {
+	var m mutation
+	cmd := &cobra.Command{
+		Use:   "reset NAME [--reason TEXT]",
+		Short: "Close a circuit, clear its counters and remove any override, for every replica",
+		Args:  nameArg,
+		RunE: action(func(cmd *cobra.Command, args []string) error {
+			return a.apply(cmd.Context(), g, args[0], breaker.CommandReset, m)
+		}),
+	}
+	a.mutationFlags(cmd.Flags(), &m, false)
+	return cmd
+}
+
+// apply sends an operator's command through the store's Apply, the same
+// script the library's Reset, ForceOpen and ForceClose use.
+func (a *app) apply(ctx context.Context, g *globalFlags, name string, kind breaker.CommandKind, m mutation) error {
+	if m.actor == "" {
+		m.actor = a.osUser()
+	}
+	if len(m.reason) > redisstore.MaxNoteLen || len(m.actor) > redisstore.MaxNoteLen {
+		return usageErrorf("--reason and --actor may be at most %d bytes", redisstore.MaxNoteLen)
+	}
+	s, err := a.connect(g)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	ctx, cancel := context.WithTimeout(ctx, g.timeout)
+	defer cancel()
+	c := breaker.Command{Kind: kind, TTL: m.ttl, Actor: m.actor, Reason: m.reason, IfExists: !m.create}
+	r, err := s.store.Apply(ctx, name, c)
+	if errors.Is(err, breaker.ErrUnknownCircuit) {
+		return fmt.Errorf("circuit %s not found (give --create to %s it anyway)", name, kind)
+	}
+	if err != nil {
+		return s.fail(kind.String()+" circuit "+name, err)
+	}
+	_, err = fmt.Fprintln(a.stdout, describeApply(name, c, r))
+	return err
+}
+
+func (a *app) watchCmd(g *globalFlags) *cobra.Command {
+	var out string
+	cmd := &cobra.Command{
+		Use:   "watch [NAME...]",
+		Short: "Print each state transition as it happens (all circuits, or those named) until interrupted",
+		Args: func(_ *cobra.Command, args []string) error {
+			for _, name := range args {
+				if err := checkName(name); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+		RunE: action(func(cmd *cobra.Command, names []string) error {
+			if err := checkOutput(out); err != nil {
+				return err
+			}
+			s, err := a.connect(g)
+			if err != nil {
+				return err
+			}
+			defer s.close()
+			ctx := cmd.Context()
+			events, err := s.store.Watch(ctx, names...)
+			if err != nil {
+				return s.fail("watch", err)
+			}
+			// The subscription is live: say so on stderr, so stdout holds
+			// transitions only.
+			fmt.Fprintf(a.stderr, "watching %s on %s; interrupt to stop\n", s.store.Channel(), s.conn.describe())
+			for ev := range events {
+				if err := writeEvent(a.stdout, out, ev); err != nil {
+					return err
+				}
+			}
+			if ctx.Err() != nil {
+				return nil // interrupted: the normal end of watch
+			}
+			return s.fail("watch", errors.New("subscription closed"))
+		}),
+	}
+	addOutputFlag(cmd.Flags(), &out)
+	return cmd
+}
+
+func (a *app) versionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print cbctl's version",
+		Args:  noArgs,
+		RunE: action(func(*cobra.Command, []string) error {
+			_, err := fmt.Fprintln(a.stdout, versionString())
+			return err
+		}),
+	}
+}

@@ -1,0 +1,215 @@
+package main
+
+import (
+	"errors"
+	"net"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// connSpec is where cbctl connects, as given by --redis, --cluster or
+// REDIS_URL, with every secret it carries kept for redaction.
+type connSpec struct {
+	single  *redis.Options        // --redis or REDIS_URL
+	cluster *redis.ClusterOptions // --cluster
+	shown   string                // the target with passwords redacted, for messages
+	secrets []string              // strings that must never be printed
+}
+
+// redacted is what a password is replaced with in every message.
+const redacted = "xxxxx"
+
+// parseConn builds the connection from the flags and the environment. Its
+// errors never contain a password.
+func parseConn(redisURL, cluster, envURL string) (*connSpec, error) {
+	switch {
+	case redisURL != "" && cluster != "":
+		return nil, usageErrorf("--redis and --cluster cannot be used together")
+	case cluster != "":
+		return parseCluster(cluster)
+	case redisURL != "":
+		return parseSingle("--redis", redisURL)
+	case envURL != "":
+		return parseSingle("REDIS_URL", envURL)
+	}
+	return nil, usageErrorf("no Redis to connect to: give --redis URL, --cluster host:port,... or set REDIS_URL")
+}
+
+func parseSingle(source, raw string) (*connSpec, error) {
+	spec := &connSpec{shown: redactURL(raw), secrets: urlSecrets(raw)}
+	if !strings.HasPrefix(raw, "redis://") && !strings.HasPrefix(raw, "rediss://") {
+		return nil, usageErrorf("%s %q: want a redis:// or rediss:// URL", source, spec.shown)
+	}
+	opts, err := redis.ParseURL(raw)
+	if err != nil {
+		return nil, usageErrorf("%s %q: %s", source, spec.shown, parseDetail(raw, err))
+	}
+	spec.single = opts
+	return spec, nil
+}
+
+// parseCluster reads "host:port,host:port,...". An entry may also be a
+// redis:// or rediss:// URL; the first URL's user, password and TLS apply to
+// every node.
+func parseCluster(list string) (*connSpec, error) {
+	spec := &connSpec{}
+	opts := &redis.ClusterOptions{}
+	var shown []string
+	credsSet := false
+	for entry := range strings.SplitSeq(list, ",") {
+		entry = strings.TrimSpace(entry)
+		if entry == "" {
+			continue
+		}
+		shownEntry := redactURL(entry)
+		shown = append(shown, shownEntry)
+		spec.secrets = append(spec.secrets, urlSecrets(entry)...)
+		if !strings.Contains(entry, "://") {
+			if _, _, err := net.SplitHostPort(entry); err != nil {
+				return nil, usageErrorf("--cluster entry %q: want host:port", shownEntry)
+			}
+			opts.Addrs = append(opts.Addrs, entry)
+			continue
+		}
+		if !strings.HasPrefix(entry, "redis://") && !strings.HasPrefix(entry, "rediss://") {
+			return nil, usageErrorf("--cluster entry %q: want host:port or a redis:// URL", shownEntry)
+		}
+		one, err := redis.ParseURL(entry)
+		if err != nil {
+			return nil, usageErrorf("--cluster entry %q: %s", shownEntry, parseDetail(entry, err))
+		}
+		opts.Addrs = append(opts.Addrs, one.Addr)
+		if !credsSet {
+			opts.Username, opts.Password, opts.TLSConfig = one.Username, one.Password, one.TLSConfig
+			credsSet = true
+		}
+	}
+	if len(opts.Addrs) == 0 {
+		return nil, usageErrorf("--cluster: no host:port given")
+	}
+	spec.cluster = opts
+	spec.shown = strings.Join(shown, ",")
+	return spec, nil
+}
+
+// parseDetail is what to say about a URL go-redis could not parse. Its
+// error quotes pieces of the URL, and a password with an unescaped '/', '?',
+// '#' or ':' is cut into pieces that no redaction of the whole password
+// finds: then only a generic hint is given.
+func parseDetail(raw string, err error) string {
+	const hint = "not a valid Redis URL (write special characters of the password as %XX)"
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return hint
+	}
+	msg := err.Error()
+	_, userinfo, _, ok := splitUserinfo(raw)
+	if !ok {
+		return msg
+	}
+	for piece := range strings.FieldsFuncSeq(userinfo, func(r rune) bool { return strings.ContainsRune(":/?#@", r) }) {
+		if strings.Contains(msg, piece) {
+			return hint
+		}
+	}
+	return msg
+}
+
+// client opens the connection (lazily: nothing is dialled yet).
+func (c *connSpec) client() redis.UniversalClient {
+	if c.cluster != nil {
+		return redis.NewClusterClient(c.cluster)
+	}
+	return redis.NewClient(c.single)
+}
+
+// redact removes every secret of the connection from s.
+func (c *connSpec) redact(s string) string {
+	if c == nil {
+		return s
+	}
+	for _, secret := range c.secrets {
+		if secret != "" {
+			s = strings.ReplaceAll(s, secret, redacted)
+		}
+	}
+	return s
+}
+
+// urlSecrets returns the password of a URL in every spelling it may be
+// printed in: as written, unescaped, and escaped again. It works on text that
+// url.Parse rejects, since such text still ends up in error messages.
+func urlSecrets(raw string) []string {
+	_, userinfo, _, ok := splitUserinfo(raw)
+	if !ok {
+		return nil
+	}
+	_, pass, hasPass := strings.Cut(userinfo, ":")
+	if !hasPass || pass == "" {
+		if userinfo == "" {
+			return nil
+		}
+		// "redis://secret@host": go-redis takes a lone userinfo as the
+		// password (Redis before ACLs had no user names).
+		pass = userinfo
+	}
+	secrets := []string{pass}
+	if un, err := url.PathUnescape(pass); err == nil && un != pass {
+		secrets = append(secrets, un)
+	}
+	if esc := url.QueryEscape(pass); esc != pass {
+		secrets = append(secrets, esc)
+	}
+	if q := strconv.Quote(pass); q[1:len(q)-1] != pass {
+		secrets = append(secrets, q[1:len(q)-1]) // as %q prints it
+	}
+	// Longest first, so a secret that contains another is replaced whole.
+	slices.SortFunc(secrets, func(a, b string) int { return len(b) - len(a) })
+	return secrets
+}
+
+// redactURL returns raw with the password part of its userinfo replaced by
+// xxxxx: "redis://u:p@h:1" -> "redis://u:xxxxx@h:1".
+func redactURL(raw string) string {
+	prefix, userinfo, rest, ok := splitUserinfo(raw)
+	if !ok {
+		return raw
+	}
+	user, _, hasPass := strings.Cut(userinfo, ":")
+	if !hasPass {
+		// A lone userinfo is the password (see urlSecrets).
+		return prefix + redacted + "@" + rest
+	}
+	return prefix + user + ":" + redacted + "@" + rest
+}
+
+// splitUserinfo splits "scheme://userinfo@rest" into "scheme://",
+// "userinfo" and "rest". ok is false when there is no userinfo. The
+// userinfo ends at the last '@': a password may hold '@', '/', '?' or '#'
+// unescaped, and a Redis URL has no other place for an '@', so at worst
+// this hides too much, never too little.
+func splitUserinfo(raw string) (prefix, userinfo, rest string, ok bool) {
+	i := strings.Index(raw, "://")
+	if i < 0 {
+		return "", "", "", false
+	}
+	prefix, after := raw[:i+3], raw[i+3:]
+	at := strings.LastIndex(after, "@")
+	if at < 0 {
+		return "", "", "", false
+	}
+	return prefix, after[:at], after[at+1:], true
+}
+
+// describe names the target in messages: "redis://h:1" or "cluster h:1,h:2",
+// passwords redacted.
+func (c *connSpec) describe() string {
+	if c.cluster != nil {
+		return "cluster " + c.shown
+	}
+	return c.shown
+}

@@ -1,0 +1,71 @@
+// Command cbctl shows and steers the tripline circuits that a fleet shares
+// through Redis.
+//
+//	cbctl list [--state open] [-o table|json]
+//	cbctl get NAME [-o table|json]
+//	cbctl open NAME --reason TEXT [--for 10m] [--actor WHO] [--create]
+//	cbctl close NAME --reason TEXT [--for 10m] [--actor WHO] [--create]
+//	cbctl reset NAME [--reason TEXT] [--actor WHO] [--create]
+//	cbctl watch [NAME...] [-o table|json]
+//	cbctl version
+//
+// open, close and reset go through the store's Apply, the same script the
+// library's ForceOpen, ForceClose and Reset use, so every replica obeys at
+// its next call. They refuse a circuit the store holds no state for (most
+// often a typo) unless --create is given. --actor defaults to the OS user.
+//
+// # Connection
+//
+// --redis takes a redis:// or rediss:// URL, with user and password in it if
+// needed (redis://user:password@host:6379/0); REDIS_URL is used when --redis
+// is not given. --cluster host:port,... connects to Redis Cluster; list then
+// covers every master. --prefix (default "tripline") must match the prefix
+// the services' stores use. A password never appears in cbctl's output or
+// errors: it is replaced by xxxxx.
+//
+// # Times
+//
+// Circuit times come from the Redis server's clock, so "probe in" and the
+// override's time left are measured against the server's TIME, not the
+// machine cbctl runs on. Tables print times in UTC, RFC 3339.
+//
+// # JSON output
+//
+// list -o json prints an array (empty: []) of circuit objects, sorted by
+// name; get -o json prints one circuit object. Every field is always
+// present; a time or duration that does not apply is null. Times are RFC 3339
+// in UTC.
+//
+//	name          string  the circuit's name
+//	state         string  "closed", "open" or "half-open" (breaker.State.String)
+//	generation    number  the circuit's generation; every transition adds one
+//	failures      number  consecutive failures, or failures within the window
+//	successes     number  successful probes since the circuit went half-open
+//	probes        number  probe permits held now
+//	last_failure  time    the last failure counted since the circuit was cleared, or null
+//	opened_at     time    when the circuit last opened (while open or half-open), or null
+//	retry_at      time    while open: when a probe will be allowed, or null
+//	retry_in_ms   number  while open: milliseconds until then (0: due now), or null
+//	                      (also null while forced open without expiry)
+//	override      object  the operator's hold on the circuit, or null:
+//	  mode        string  "force-open" or "force-close"
+//	  actor       string  who set it
+//	  reason      string  why
+//	  at          time    when it was set
+//	  until       time    when it ends, or null: until reset
+//
+// watch -o json prints one object per line, per transition:
+//
+//	time          time    when the store made the transition
+//	name          string  the circuit
+//	from, to      string  states, spelled as in "state"
+//	generation    number  the generation the transition started
+//	cause         string  what made it, as the store reports it (for example
+//	                      "outcome", "timeout", "reset", "force-open")
+//
+// # Exit codes
+//
+// 0: done. 1: the command could not be done (unknown circuit, Redis
+// unreachable, ...): one line on stderr. 2: bad usage (unknown command or
+// flag, missing argument, bad --for, -o or --state).
+package main

@@ -1,0 +1,104 @@
+package main
+
+import (
+	"net"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// unusedAddr returns a loopback address nothing listens on.
+func unusedAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close())
+	return addr
+}
+
+func TestUsageErrorsExitTwo(t *testing.T) {
+	// A server that must never be reached: every case fails before dialling.
+	url := "redis://" + unusedAddr(t)
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string // in the first line of stderr
+	}{
+		{"no command", nil, nil, "missing command"},
+		{"unknown command", []string{"frobnicate"}, nil, `unknown command "frobnicate"`},
+		{"unknown flag", []string{"list", "--redis", url, "--frob"}, nil, "unknown flag: --frob"},
+		{"unknown shorthand", []string{"list", "--redis", url, "-z"}, nil, "unknown shorthand flag: 'z'"},
+		{"get without name", []string{"get", "--redis", url}, nil, "missing circuit NAME"},
+		{"get with two names", []string{"get", "--redis", url, "a", "b"}, nil, "one circuit NAME expected, got 2"},
+		{"list with argument", []string{"list", "--redis", url, "x"}, nil, `list takes no arguments, got "x"`},
+		{"bad output", []string{"list", "--redis", url, "-o", "yaml"}, nil, `-o "yaml": want table or json`},
+		{"bad output on get", []string{"get", "--redis", url, "a", "-o", "xml"}, nil, `-o "xml": want table or json`},
+		{"bad output on watch", []string{"watch", "--redis", url, "-o", "csv"}, nil, `-o "csv": want table or json`},
+		{"bad state", []string{"list", "--redis", url, "--state", "ajar"}, nil, `--state "ajar": want closed, open or half-open`},
+		{"bad for", []string{"open", "--redis", url, "a", "--reason", "r", "--for", "ten minutes"}, nil, `invalid argument "ten minutes" for "--for"`},
+		{"negative for", []string{"close", "--redis", url, "a", "--reason", "r", "--for", "-1m"}, nil, "--for -1m0s: want a positive duration"},
+		{"open without reason", []string{"open", "--redis", url, "a"}, nil, "--reason is required"},
+		{"close with blank reason", []string{"close", "--redis", url, "a", "--reason", "  "}, nil, "--reason is required"},
+		{"reset without name", []string{"reset", "--redis", url}, nil, "missing circuit NAME"},
+		{"name too long", []string{"get", "--redis", url, strings.Repeat("n", 257)}, nil, "circuit name is 257 bytes, longer than 256"},
+		{"no redis", []string{"list"}, nil, "no Redis to connect to"},
+		{"redis and cluster", []string{"list", "--redis", url, "--cluster", "127.0.0.1:1"}, nil, "--redis and --cluster cannot be used together"},
+		{"bad scheme", []string{"list", "--redis", "http://localhost:6379"}, nil, `--redis "http://localhost:6379": want a redis:// or rediss:// URL`},
+		{"bad env scheme", []string{"list"}, map[string]string{"REDIS_URL": "localhost:6379"}, `REDIS_URL "localhost:6379": want a redis:// or rediss:// URL`},
+		{"bad cluster entry", []string{"list", "--cluster", "127.0.0.1"}, nil, `--cluster entry "127.0.0.1": want host:port`},
+		{"empty cluster", []string{"list", "--cluster", ","}, nil, "--cluster: no host:port given"},
+		{"empty prefix", []string{"list", "--redis", url, "--prefix", ""}, nil, "--prefix is empty"},
+		{"bad timeout", []string{"list", "--redis", url, "--timeout", "0s"}, nil, "--timeout 0s: want a positive duration"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out := cbctl(t, tt.env, tt.args...)
+			assert.Equal(t, exitUsage, out.code, "stderr: %s", out.stderr)
+			assert.Empty(t, out.stdout)
+			errLines := lines(out.stderr)
+			require.NotEmpty(t, errLines)
+			assert.Contains(t, errLines[0], tt.want)
+			assert.True(t, strings.HasPrefix(errLines[0], "cbctl: "), errLines[0])
+			assert.Len(t, errLines, 2, "an error line and a hint")
+			assert.Contains(t, errLines[len(errLines)-1], "--help' for usage")
+		})
+	}
+}
+
+func TestHelpAndVersionExitZero(t *testing.T) {
+	for _, args := range [][]string{{"--help"}, {"help"}, {"list", "--help"}, {"open", "-h"}} {
+		out := cbctl(t, nil, args...)
+		assert.Equal(t, exitOK, out.code, "%v: %s", args, out.stderr)
+		assert.Contains(t, out.stdout, "Usage:", "%v", args)
+		assert.Empty(t, out.stderr, "%v", args)
+	}
+	out := cbctl(t, nil, "version")
+	assert.Equal(t, exitOK, out.code)
+	assert.Regexp(t, `^cbctl \S+ \(go\S+\)\n$`, out.stdout)
+}
+
+func TestHelpNeverShowsRedisURL(t *testing.T) {
+	out := cbctl(t, map[string]string{"REDIS_URL": "redis://u:hunter2@localhost:1"}, "list", "--help")
+	require.Equal(t, exitOK, out.code)
+	assert.NotContains(t, out.stdout+out.stderr, "hunter2")
+}
+
+func TestUnreachableRedisIsOneLineFailure(t *testing.T) {
+	url := "redis://" + unusedAddr(t)
+	for _, args := range [][]string{
+		{"list"}, {"get", "payments"}, {"reset", "payments"},
+		{"open", "payments", "--reason", "r"}, {"watch"},
+	} {
+		out := cbctl(t, nil, append(args, "--redis", url, "--timeout", "2s")...)
+		assert.Equal(t, exitFailure, out.code, "%v", args)
+		assert.Empty(t, out.stdout, "%v", args)
+		errLines := lines(out.stderr)
+		require.Len(t, errLines, 1, "%v: %q", args, out.stderr)
+		assert.Contains(t, errLines[0], url, "%v: names the target", args)
+		assert.Contains(t, errLines[0], "connection refused", "%v", args)
+	}
+}
