@@ -293,29 +293,46 @@ var halfOpenCases = []testCase{
 		assert.Equal(s.t, breaker.Transition{From: breaker.StateOpen, To: breaker.StateHalfOpen, Generation: gen + 3}, c.Transition)
 	}},
 	{"ProbePermitLapses", func(s *suite) {
+		// Two circuits lapse at once. On x the late outcome comes first, on
+		// y the next admission: each must see the lapse on its own.
 		p := consecutive()
-		gen, _ := s.trip(p)
+		x, y := s.name, s.name+"/y"
+		st := s.h.Store
+		gen, _ := s.tripOn(st, x, p)
+		s.tripOn(st, y, p)
 		w := s.mark()
 		a := s.probe(p, gen)
+		ay := s.admitOn(st, y, p)
+		require.True(s.t, ay.Allowed, "the probe on y: %+v", ay)
 		rej := s.admit(p)
 		s.assertRejected(rej, breaker.StateHalfOpen, gen+1)
 		s.assertRemaining(probeTimeout+p.Timeout+margin, rej.RetryAfter, w, "RetryAfter while the probe slot is taken")
 		assert.LessOrEqual(s.t, rej.RetryAfter, probeTimeout)
 		s.advance(probeTimeout + margin)
-		snap := s.load()
-		assert.Equal(s.t, breaker.StateHalfOpen, snap.State)
-		assert.Zero(s.t, snap.Probes, "a lapsed permit is not held")
+		for _, n := range []string{x, y} {
+			snap := s.loadOn(st, n)
+			assert.Equal(s.t, breaker.StateHalfOpen, snap.State, "circuit %q", n)
+			assert.Zero(s.t, snap.Probes, "a lapsed permit is not held (circuit %q)", n)
+		}
+		ignored := breaker.Result{Ignored: true, State: breaker.StateHalfOpen, Generation: gen + 1}
+
+		// x: the late outcome of the lapsed probe is ignored, even a failure.
+		assert.Equal(s.t, ignored, s.record(p, a, breaker.OutcomeFailure), "the late failure of a lapsed probe")
 		b := s.admit(p)
-		require.True(s.t, b.Allowed, "a lapsed permit frees its slot: %+v", b)
+		require.True(s.t, b.Allowed, "the probe after a lapse: %+v", b)
 		assert.Equal(s.t, breaker.Transition{}, b.Transition, "a lapsed permit makes no transition")
-		assert.Equal(s.t, gen+1, b.Generation)
 		assert.NotEqual(s.t, a.Probe, b.Probe)
-		// The late outcome of the lapsed probe is ignored, even a failure.
-		r := s.record(p, a, breaker.OutcomeFailure)
-		assert.Equal(s.t, breaker.Result{Ignored: true, State: breaker.StateHalfOpen, Generation: gen + 1}, r)
-		assert.Equal(s.t, 1, s.load().Probes)
-		r = s.record(p, b, breaker.OutcomeSuccess)
+		r := s.record(p, b, breaker.OutcomeSuccess)
 		assert.Equal(s.t, breaker.Transition{From: breaker.StateHalfOpen, To: breaker.StateClosed, Generation: gen + 2}, r.Transition)
+
+		// y: the lapse alone frees the slot.
+		by := s.admitOn(st, y, p)
+		require.True(s.t, by.Allowed, "a lapsed permit frees its slot: %+v", by)
+		assert.Equal(s.t, breaker.Transition{}, by.Transition, "a lapsed permit makes no transition")
+		assert.Equal(s.t, gen+1, by.Generation)
+		assert.NotEqual(s.t, ay.Probe, by.Probe)
+		assert.Equal(s.t, ignored, s.recordOn(st, y, p, ay, breaker.OutcomeFailure), "the late failure of a lapsed probe")
+		assert.Equal(s.t, 1, s.loadOn(st, y).Probes)
 	}},
 	{"UnheldPermitIgnored", func(s *suite) {
 		p := consecutive()
