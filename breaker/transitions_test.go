@@ -2,6 +2,7 @@ package breaker_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -265,7 +266,9 @@ func TestCommandsRejectBadInput(t *testing.T) {
 	for _, force := range []func(context.Context, time.Duration) error{b.ForceOpen, b.ForceClose} {
 		err := force(ctx, -time.Second)
 		require.Error(t, err)
-		assert.Contains(t, err.Error(), "negative")
+		assert.Contains(t, err.Error(), `circuit "svc": negative override TTL -1s`)
+		var se *breaker.StoreError
+		assert.False(t, errors.As(err, &se), "rejected before the store is asked")
 	}
 	canceled, cancel := context.WithCancel(ctx)
 	cancel()
@@ -274,5 +277,6 @@ func TestCommandsRejectBadInput(t *testing.T) {
 	assert.Equal(t, context.Canceled, b.ForceClose(canceled, 0))
 	s := snapshot(t, b)
 	assert.Equal(t, uint64(0), s.Generation, "nothing was applied")
+	assert.Equal(t, uint64(0), s.StoreErrors)
 	assert.Empty(t, hooks.list())
 }
