@@ -84,10 +84,10 @@ const (
 
 // Outcome is what Record counts.
 type Outcome struct {
-	Kind       OutcomeKind
+	Kind       OutcomeKind   // how the call ended
 	Generation uint64        // from the Admission
 	Probe      uint64        // from the Admission
-	Duration   time.Duration // how long the call ran
+	Duration   time.Duration // how long the call ran, on the caller's monotonic clock (for slow-call kinds; unused so far)
 }
 
 // Result is a Store's answer to Record and Apply.
