@@ -83,16 +83,18 @@ func (s *memStore) Admit(_ context.Context, name string, p Policy) (Admission, e
 	if c == nil {
 		return Admission{Allowed: true, State: StateClosed}, nil
 	}
-	now := s.now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.lastWindow = p.FailureWindow
+	if c.state == StateClosed {
+		// Closed admits every call, forced closed or not: no clock needed.
+		return Admission{Allowed: true, State: StateClosed, Generation: c.generation}, nil
+	}
+	// The clock is read under the lock, so a circuit's times never go back.
+	now := s.now()
 	c.expireOverride(now)
 	var a Admission
-	switch c.state {
-	case StateClosed:
-		return Admission{Allowed: true, State: StateClosed, Generation: c.generation}, nil
-	case StateOpen:
+	if c.state == StateOpen {
 		if o := c.override; o != nil && o.Mode == OverrideForceOpen {
 			return Admission{State: StateOpen, Generation: c.generation, RetryAfter: until(now, o.Until)}, nil
 		}
@@ -136,22 +138,22 @@ func (s *memStore) Record(_ context.Context, name string, p Policy, o Outcome) (
 		}
 		c = s.lookupOrCreate(name)
 	}
-	now := s.now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.lastWindow = p.FailureWindow
-	c.expireOverride(now)
 	r := Result{State: c.state, Generation: c.generation}
 	if o.Generation != c.generation {
 		r.Ignored = true
 		return r, nil
 	}
+	if c.state == StateClosed && o.Kind == OutcomeSuccess {
+		c.failures = 0 // window mode: successes erase nothing
+		return r, nil
+	}
+	now := s.now()
+	c.expireOverride(now)
 	switch c.state {
 	case StateClosed:
-		if o.Kind == OutcomeSuccess {
-			c.failures = 0 // window mode: successes erase nothing
-			return r, nil
-		}
 		c.lastFailure = now
 		if c.countFailure(now, p) < p.FailureThreshold {
 			return r, nil
@@ -203,9 +205,9 @@ func (s *memStore) Apply(_ context.Context, name string, cmd Command) (Result, e
 	} else {
 		c = s.lookupOrCreate(name)
 	}
-	now := s.now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	now := s.now()
 	to := StateClosed
 	if mode == OverrideForceOpen {
 		to = StateOpen
@@ -231,9 +233,9 @@ func (s *memStore) Load(_ context.Context, name string) (Snapshot, error) {
 	if c == nil {
 		return Snapshot{Name: name}, nil
 	}
-	now := s.now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	now := s.now()
 	snap := Snapshot{
 		Name:        name,
 		State:       c.state,

@@ -2,9 +2,13 @@
 // one process. It is the default store of a Breaker that is given none, and
 // the reference implementation of the breaker.Store contract.
 //
-// It keeps every circuit it has written for the life of the process (about
-// 200 bytes each, more in sliding-window mode); a circuit that was only ever
-// read is not stored at all.
+// It keeps every circuit it has written for the life of the process; a
+// circuit that was only ever read (admitted while closed, loaded, sent a
+// success) is not stored at all. A tripped circuit takes about 230 bytes of
+// heap with its map entry and a short name, about 290 in sliding-window mode
+// with a FailureThreshold of 5 (8 bytes more per failure the threshold
+// allows), and about 320 while forced open with an override: 100,000
+// circuits fit in 22 to 31 MB (TestFootprint measures it).
 package memory
 
 import (

@@ -5,6 +5,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
 	"github.com/tripline/tripline/breaker"
 	"github.com/tripline/tripline/store/memory"
 	"github.com/tripline/tripline/store/storetest"
@@ -53,4 +56,29 @@ func TestConformanceRealTime(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) storetest.Harness {
 		return storetest.Harness{Store: memory.New(), Advance: time.Sleep, RealTime: true}
 	})
+}
+
+// TestReadsStoreNothing checks the memory store's promise that a circuit
+// that was only read (admitted while closed, loaded, or sent a success) is
+// not stored: Apply with IfExists still finds no state for it.
+func TestReadsStoreNothing(t *testing.T) {
+	ctx := t.Context()
+	p := breaker.Policy{FailureThreshold: 3, Timeout: time.Second, SuccessThreshold: 1, HalfOpenMaxCalls: 1, ProbeTimeout: time.Second}
+	st := memory.New()
+	a, err := st.Admit(ctx, "svc", p)
+	require.NoError(t, err)
+	require.True(t, a.Allowed)
+	_, err = st.Load(ctx, "svc")
+	require.NoError(t, err)
+	r, err := st.Record(ctx, "svc", p, breaker.Outcome{Kind: breaker.OutcomeSuccess, Generation: a.Generation})
+	require.NoError(t, err)
+	assert.Equal(t, breaker.Result{State: breaker.StateClosed}, r)
+	_, err = st.Apply(ctx, "svc", breaker.Command{Kind: breaker.CommandReset, IfExists: true})
+	assert.ErrorIs(t, err, breaker.ErrUnknownCircuit)
+
+	// A failure is state.
+	_, err = st.Record(ctx, "svc", p, breaker.Outcome{Kind: breaker.OutcomeFailure, Generation: a.Generation})
+	require.NoError(t, err)
+	_, err = st.Apply(ctx, "svc", breaker.Command{Kind: breaker.CommandReset, IfExists: true})
+	assert.NoError(t, err)
 }
