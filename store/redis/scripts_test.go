@@ -17,10 +17,10 @@ import (
 var scriptSHAs = []struct {
 	name, src, sha string
 }{
-	{"admit", lua.Admit, ""},
-	{"record", lua.Record, ""},
-	{"apply", lua.Apply, ""},
-	{"load", lua.Load, ""},
+	{"admit", lua.Admit, "1884e4128f6497fe9d04556aaa70c3c7d95a4a9e"},
+	{"record", lua.Record, "239113e9657f489a3ca9ab8b0393a8be7157f244"},
+	{"apply", lua.Apply, "3f140c9426250ddf8001316efd6068c4201bfdac"},
+	{"load", lua.Load, "2d94aeab245d30c47b6e85fee8266c9e53a64678"},
 }
 
 // TestScriptSHAs checks that each pinned SHA1 is what SCRIPT LOAD answers
