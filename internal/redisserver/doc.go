@@ -37,7 +37,11 @@
 //
 // Fault injection: [Server.Kill] (SIGKILL), [Server.Restart] (a fresh, empty
 // server on the same port; a cluster node keeps its nodes.conf and rejoins),
-// [Server.Stop] (SIGSTOP) and [Server.Cont] (SIGCONT).
+// [Server.Stop] (SIGSTOP) and [Server.Cont] (SIGCONT). A [Proxy] in front
+// of a server adds latency, loses replies after the server ran the command
+// ([Proxy.DropReplies], [Proxy.MuteOpen]) and resets connections
+// ([Proxy.ResetAll]). A [Cluster] node killed or stopped is failed over by
+// its replica; [Cluster.WaitHealthy] waits for that.
 //
 // The package hands out addresses, not clients: tests build their own
 // go-redis clients. [Server.Do] runs one command as [AdminUser] over a

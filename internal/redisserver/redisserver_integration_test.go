@@ -25,6 +25,7 @@ func TestMain(m *testing.M) {
 func newClient(t *testing.T, opt *redis.Options) *redis.Client {
 	t.Helper()
 	opt.DialTimeout = time.Second
+	opt.DialerRetries = 1 // a refused or untrusted dial fails at once
 	if opt.ReadTimeout == 0 {
 		opt.ReadTimeout = 500 * time.Millisecond
 	}
@@ -232,4 +233,42 @@ func TestCluster(t *testing.T) {
 	cl.WaitHealthy(15 * time.Second)
 	t.Logf("old master rejoined as replica in %v", time.Since(begin))
 	assert.Equal(t, []*redisserver.Server{old}, cl.ReplicasOf(promoted))
+}
+
+func TestProxyInFrontOfRedis(t *testing.T) {
+	ctx := context.Background()
+	srv := redisserver.StartSingle(t)
+	p := redisserver.StartProxy(t, srv.Addr())
+	c := newClient(t, &redis.Options{Addr: p.Addr(), ReadTimeout: 100 * time.Millisecond, MaxRetries: 3, MinRetryBackoff: time.Millisecond, MaxRetryBackoff: time.Millisecond})
+	require.NoError(t, c.Ping(ctx).Err())
+
+	p.SetLatency(30 * time.Millisecond)
+	begin := time.Now()
+	require.NoError(t, c.Ping(ctx).Err())
+	assert.GreaterOrEqual(t, time.Since(begin), 30*time.Millisecond)
+	p.SetLatency(0)
+
+	// Every reply dropped: the first attempt runs on the server; the
+	// retries' new connections fail their handshake, so they never send it.
+	p.DropReplies(true)
+	err := c.Incr(ctx, "n").Err()
+	p.DropReplies(false)
+	require.Error(t, err)
+	v, err := srv.Do(ctx, "GET", "n")
+	require.NoError(t, err)
+	assert.Equal(t, "1", v)
+
+	// The reply lost on the open connection only: go-redis retries the
+	// INCR on a new connection after the read timeout, so the server runs
+	// it twice and the caller sees one success.
+	require.NoError(t, c.Ping(ctx).Err()) // one pooled connection, open
+	p.MuteOpen()
+	n, err := c.Incr(ctx, "m").Result()
+	require.NoError(t, err)
+	assert.Equal(t, int64(2), n, "the lost INCR ran, and so did its retry")
+
+	// Reset connections: the next command fails or redials, then it works.
+	p.ResetAll()
+	require.Eventually(t, func() bool { return c.Ping(ctx).Err() == nil }, 5*time.Second, 10*time.Millisecond)
+	assert.Positive(t, p.Stats().Reset)
 }

@@ -257,6 +257,10 @@ func start(t testing.TB, bin string, cfg *config) (*Server, error) {
 		if err := os.WriteFile(s.confPath, s.configFile(), 0o600); err != nil {
 			return nil, err
 		}
+		// A node that lost a port race must not keep the nodes.conf it wrote.
+		if err := os.Remove(filepath.Join(dir, "nodes.conf")); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, err
+		}
 		err := s.launch()
 		if err == nil {
 			return s, nil
@@ -270,14 +274,17 @@ func start(t testing.TB, bin string, cfg *config) (*Server, error) {
 	return nil, fmt.Errorf("gave up after %d port collisions: %w", startAttempts, lastErr)
 }
 
+// reserve is reservePort; tests replace it to force a port collision.
+var reserve = reservePort
+
 func (s *Server) pickPorts() error {
-	p, err := reservePort(s.cfg.cluster)
+	p, err := reserve(s.cfg.cluster)
 	if err != nil {
 		return err
 	}
 	tp := 0
 	if s.cfg.tls != nil {
-		if tp, err = reservePort(false); err != nil {
+		if tp, err = reserve(false); err != nil {
 			releasePort(p)
 			return err
 		}
