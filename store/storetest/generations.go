@@ -53,8 +53,10 @@ var generationCases = []testCase{
 		}
 		closed, open, halfOpen := breaker.StateClosed, breaker.StateOpen, breaker.StateHalfOpen
 
-		g, _ := s.trip(p)
-		step(breaker.Transition{From: closed, To: open, Generation: g}, closed, open)
+		for range threshold - 1 {
+			s.failNoTrip(p)
+		}
+		step(s.fail(p).Transition, closed, open)
 		a := s.probe(p, gen)
 		step(a.Transition, open, halfOpen)
 		step(s.record(p, a, breaker.OutcomeFailure).Transition, halfOpen, open)
