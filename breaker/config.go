@@ -129,6 +129,19 @@ func (cfg *Config) policy() (Policy, error) {
 // and durations positive (FailureWindow may be 0), durations of at least a
 // millisecond, the unit stores keep time in.
 func (p Policy) Validate() error {
+	// Stores call Validate on every Admit and Record: answer a valid policy
+	// without building anything.
+	if p.FailureThreshold > 0 && p.FailureThreshold <= MaxFailureThreshold &&
+		p.SuccessThreshold > 0 && p.HalfOpenMaxCalls > 0 &&
+		(p.FailureWindow == 0 || p.FailureWindow >= time.Millisecond) &&
+		p.Timeout >= time.Millisecond && p.ProbeTimeout >= time.Millisecond {
+		return nil
+	}
+	return p.problems()
+}
+
+// problems lists every reason p is not valid.
+func (p Policy) problems() error {
 	var errs []error
 	pos := func(field string, v int) {
 		if v <= 0 {
