@@ -135,6 +135,12 @@ func runAll(ctx context.Context, cfg *config, out io.Writer, tty bool) (*result,
 			mu.Lock()
 			res.published = append(res.published, ev)
 			mu.Unlock()
+			switch ev.Cause {
+			case "reset", "force-open", "force-close":
+				// Not a replica's doing: an operator (cbctl) steers the circuit.
+				d.log(fmt.Sprintf("%-10s %s -> %s  (%s from outside the demo, e.g. cbctl; generation %d)",
+					"operator", ev.From, ev.To, ev.Cause, ev.Generation))
+			}
 		}
 	})
 

@@ -76,7 +76,7 @@ const (
 	roleReplica  = "replica"  // one replica alone
 )
 
-const defaultSchedule = "up=3s,down=5s,up=4s,down=4s,up"
+const defaultSchedule = "up=3s,down=4s,up=5s,down=4s,up"
 
 // newFlagSet defines the demo's flags on cfg. The compose test parses
 // docker-compose.yml's commands with it.
