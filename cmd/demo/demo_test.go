@@ -97,10 +97,15 @@ func TestReplicaRoleNeedsUpstreamAndRedis(t *testing.T) {
 // circuit exactly once, seen by every replica, one probe at a time, and
 // recovery after each.
 func TestDemoFleet(t *testing.T) {
+	runFleet(t, nil)
+}
+
+// runFleet runs the demo with env as its environment and checks what it saw.
+func runFleet(t *testing.T, env map[string]string) {
 	const sched = "up=300ms,down=700ms,up=700ms,down=700ms,up"
 	cfg, err := parseArgs([]string{
 		"--duration", "3200ms", "--schedule", sched, "--open-timeout", "150ms", "--interval", "10ms",
-	}, func(string) string { return "" }, &bytes.Buffer{})
+	}, func(k string) string { return env[k] }, &bytes.Buffer{})
 	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(t.Context(), cfg.duration)
 	defer cancel()
