@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net"
 	"strings"
 	"sync"
@@ -235,5 +236,21 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestDemoNeverPrintsThePassword(t *testing.T) {
+	assert.Equal(t, "redis://alice:xxxxx@h:1/0", redactURL("redis://alice:s3cret@h:1/0"))
+	assert.Equal(t, "redis://h:1", redactURL("redis://h:1"))
+	assert.Equal(t, "dial redis://alice:xxxxx@h", redactErr(errors.New("dial redis://alice:s3cret@h"), "redis://alice:s3cret@h:1"))
+
+	for _, bad := range []string{"redis://alice:s3cret@h:port", "redis://alice:s3/cret@h:1/x"} {
+		for _, role := range []string{"all", "replica"} {
+			var stdout, stderr syncBuffer
+			code := run(t.Context(), []string{"--role", role, "--redis", bad, "--upstream-url", "http://127.0.0.1:1/", "--duration", "1s"}, &stdout, &stderr)
+			assert.Equal(t, 1, code, "%s %s", role, bad)
+			assert.Contains(t, stderr.String(), "not a valid redis:// or rediss:// URL")
+			assert.NotContains(t, stdout.String()+stderr.String(), "s3", "%s %s", role, bad)
+		}
 	}
 }

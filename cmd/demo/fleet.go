@@ -88,9 +88,9 @@ func runAll(ctx context.Context, cfg *config, out io.Writer, tty bool) (*result,
 		defer mr.Close()
 		redisURL, backend = "redis://"+mr.Addr(), "embedded miniredis"
 	}
-	opts, err := redis.ParseURL(redisURL)
+	opts, err := parseRedisURL(redisURL)
 	if err != nil {
-		return nil, fmt.Errorf("--redis: %w", err)
+		return nil, err
 	}
 
 	up, err := startUpstream(cfg.upstreamAddr, cfg.sched)
@@ -228,9 +228,9 @@ func phaseText(p phase) string {
 
 // runReplica runs one replica until ctx is done.
 func runReplica(ctx context.Context, cfg *config, out io.Writer) error {
-	opts, err := redis.ParseURL(cfg.redisURL)
+	opts, err := parseRedisURL(cfg.redisURL)
 	if err != nil {
-		return fmt.Errorf("--redis: %w", err)
+		return err
 	}
 	client := redis.NewClient(opts)
 	defer client.Close()
@@ -253,6 +253,17 @@ func runReplica(ctx context.Context, cfg *config, out io.Writer) error {
 	log(fmt.Sprintf("%-10s stopped: calls %d, ok %d, failed %d, rejected %d, probes %d, trips %d",
 		cfg.name, s.Calls, s.OK, s.Failed, s.Rejected, s.Probes, s.Trips))
 	return nil
+}
+
+// parseRedisURL parses --redis or REDIS_URL. Its error says nothing of the
+// URL: go-redis's would quote it, password and all.
+func parseRedisURL(raw string) (*redis.Options, error) {
+	opts, err := redis.ParseURL(raw)
+	if err != nil {
+		return nil, errors.New("--redis (or REDIS_URL) is not a valid redis:// or rediss:// URL " +
+			"(write special characters of the password as %XX)")
+	}
+	return opts, nil
 }
 
 // redactURL hides the password of a Redis URL.
