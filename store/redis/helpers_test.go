@@ -1,7 +1,9 @@
 package redisstore_test
 
 import (
+	"context"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -70,4 +72,81 @@ func (f *fakeRedis) requireAllKeysExpire(t *testing.T) int {
 		require.Positive(t, f.TTL(k), "key %q has no TTL", k)
 	}
 	return len(keys)
+}
+
+// replayHook runs every script call twice while armed, as go-redis does when
+// it retries a command whose reply was lost: same arguments, same call id.
+// The caller gets the second reply.
+type replayHook struct {
+	armed atomic.Bool
+	runs  atomic.Int64 // script executions that ran while armed
+}
+
+func (h *replayHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *replayHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		name := cmd.Name()
+		if !h.armed.Load() || (name != "evalsha" && name != "eval") {
+			return next(ctx, cmd)
+		}
+		if err := next(ctx, cmd); err != nil {
+			return err // NOSCRIPT: Script.Run sends EVAL next
+		}
+		h.runs.Add(1)
+		err := next(ctx, cmd)
+		if err == nil {
+			h.runs.Add(1)
+		}
+		return err
+	}
+}
+
+func (h *replayHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// countHook counts the commands a client sends, pipelined or not: each
+// process call is one round trip.
+type countHook struct {
+	mu        sync.Mutex
+	trips     int
+	commands  map[string]int
+	pipelined int
+}
+
+func newCountHook() *countHook { return &countHook{commands: map[string]int{}} }
+
+func (h *countHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *countHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		h.mu.Lock()
+		h.trips++
+		h.commands[cmd.Name()]++
+		h.mu.Unlock()
+		return next(ctx, cmd)
+	}
+}
+
+func (h *countHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		h.mu.Lock()
+		h.trips++
+		for _, c := range cmds {
+			h.commands[c.Name()]++
+			h.pipelined++
+		}
+		h.mu.Unlock()
+		return next(ctx, cmds)
+	}
+}
+
+// take returns the round trips and commands counted since the last take.
+func (h *countHook) take() (int, map[string]int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	trips, cmds := h.trips, h.commands
+	h.trips, h.commands, h.pipelined = 0, map[string]int{}, 0
+	return trips, cmds
 }

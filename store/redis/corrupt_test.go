@@ -1,0 +1,159 @@
+package redisstore_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tripline/tripline/breaker"
+	redisstore "github.com/tripline/tripline/store/redis"
+)
+
+// TestMalformedData writes, by hand, data no tripline script writes into a
+// circuit's keys. Every call that reads it fails with an error matching
+// ErrCorrupt that names the circuit; nothing panics and nothing is
+// written; a Reset repairs the circuit.
+func TestMalformedData(t *testing.T) {
+	ctx := context.Background()
+	p := policy(2)
+	windowed := p
+	windowed.FailureWindow = time.Minute
+
+	type ops struct{ admit, record, load, forceOpen bool } // which calls must fail
+	all := ops{true, true, true, true}
+	cases := []struct {
+		name  string
+		setup func(t *testing.T, f *fakeRedis, s *redisstore.Store, keys []string)
+		p     breaker.Policy
+		fail  ops
+	}{
+		{"state not a number", hset("st", "zz"), p, all},
+		{"state out of range", hset("st", "3"), p, all},
+		{"negative generation", hset("g", "-1"), p, all},
+		{"exponent", hset("g", "1e3"), p, all},
+		{"hex", hset("f", "0x1"), p, all},
+		{"space", hset("ra", " 5"), p, all},
+		{"empty", hset("oa", ""), p, all},
+		{"nan", hset("lw", "nan"), p, all},
+		{"too large", hset("seq", "99999999999999999"), p, all},
+		{"override mode", hset("om", "7"), p, all},
+		{"hash is a string", func(t *testing.T, f *fakeRedis, _ *redisstore.Store, keys []string) {
+			require.NoError(t, f.Set(keys[0], "x"))
+		}, p, all},
+		{"window is a string", func(t *testing.T, f *fakeRedis, s *redisstore.Store, keys []string) {
+			_, err := s.Record(ctx, "c", windowed, breaker.Outcome{Kind: breaker.OutcomeFailure})
+			require.NoError(t, err)
+			f.Del(keys[1])
+			require.NoError(t, f.Set(keys[1], "x"))
+		}, windowed, ops{record: true, load: true}},
+		{"leases are a list", func(t *testing.T, f *fakeRedis, s *redisstore.Store, keys []string) {
+			_, err := s.Apply(ctx, "c", breaker.Command{Kind: breaker.CommandForceOpen, TTL: time.Millisecond})
+			require.NoError(t, err)
+			f.Advance(time.Millisecond)
+			a, err := s.Admit(ctx, "c", p) // half-open, with a lease
+			require.NoError(t, err)
+			require.Equal(t, breaker.StateHalfOpen, a.State)
+			f.Del(keys[2])
+			_, err = f.Push(keys[2], "x")
+			require.NoError(t, err)
+		}, p, ops{admit: true, load: true}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFakeRedis(t)
+			s := f.store(t)
+			keys := s.Keys("c")
+			tc.setup(t, f, s, keys)
+			before := f.Dump()
+
+			check := func(op string, must bool, err error) {
+				t.Helper()
+				if !must {
+					return
+				}
+				require.Error(t, err, op)
+				assert.ErrorIs(t, err, redisstore.ErrCorrupt, op)
+				assert.Contains(t, err.Error(), `circuit "c"`, op)
+				assert.Contains(t, err.Error(), "malformed circuit data", op)
+				var rerr redis.Error
+				assert.True(t, errors.As(err, &rerr), "%s: the Redis error is still there: %v", op, err)
+			}
+			_, err := s.Admit(ctx, "c", tc.p)
+			check("admit", tc.fail.admit, err)
+			_, err = s.Record(ctx, "c", tc.p, breaker.Outcome{Kind: breaker.OutcomeFailure})
+			check("record", tc.fail.record, err)
+			_, err = s.Load(ctx, "c")
+			check("load", tc.fail.load, err)
+			_, err = s.Apply(ctx, "c", breaker.Command{Kind: breaker.CommandForceOpen})
+			check("force-open", tc.fail.forceOpen, err)
+			if tc.fail == all {
+				_, err = s.List(ctx)
+				check("list", true, err)
+				assert.Equal(t, before, f.Dump(), "a failed call wrote something")
+			}
+
+			r, err := s.Apply(ctx, "c", breaker.Command{Kind: breaker.CommandReset, Actor: "ops"})
+			require.NoError(t, err, "a reset repairs the circuit")
+			assert.Equal(t, breaker.StateClosed, r.State)
+			snap, err := s.Load(ctx, "c")
+			require.NoError(t, err)
+			assert.Equal(t, breaker.StateClosed, snap.State)
+			a, err := s.Admit(ctx, "c", tc.p)
+			require.NoError(t, err)
+			assert.True(t, a.Allowed)
+			f.requireAllKeysExpire(t)
+		})
+	}
+}
+
+func hset(field, value string) func(*testing.T, *fakeRedis, *redisstore.Store, []string) {
+	return func(t *testing.T, f *fakeRedis, s *redisstore.Store, keys []string) {
+		_, err := s.Record(context.Background(), "c", policy(2), breaker.Outcome{Kind: breaker.OutcomeFailure})
+		require.NoError(t, err)
+		f.HSet(keys[0], field, value)
+	}
+}
+
+// TestStoreErrorsAreErrors: a Redis that answers with an error, or not at
+// all, gives an error on every call, never a closed circuit.
+func TestStoreErrorsAreErrors(t *testing.T) {
+	ctx := context.Background()
+	p := policy(2)
+	for _, tc := range []struct {
+		name    string
+		breakIt func(f *fakeRedis)
+	}{
+		{"error reply", func(f *fakeRedis) { f.SetError("LOADING Redis is loading the dataset in memory") }},
+		{"server gone", func(f *fakeRedis) { f.Close() }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFakeRedis(t)
+			c := redis.NewClient(&redis.Options{Addr: f.Addr(), MaxRetries: -1, DialTimeout: time.Second, DialerRetries: 1, DialerRetryTimeout: time.Millisecond})
+			t.Cleanup(func() { _ = c.Close() })
+			s := redisstore.New(c)
+			_, err := s.Record(ctx, "c", p, breaker.Outcome{Kind: breaker.OutcomeFailure})
+			require.NoError(t, err)
+			tc.breakIt(f)
+
+			_, err = s.Admit(ctx, "c", p)
+			assert.ErrorContains(t, err, `redisstore: admit circuit "c"`)
+			_, err = s.Record(ctx, "c", p, breaker.Outcome{Kind: breaker.OutcomeFailure})
+			assert.ErrorContains(t, err, `redisstore: record circuit "c"`)
+			_, err = s.Apply(ctx, "c", breaker.Command{Kind: breaker.CommandReset})
+			assert.ErrorContains(t, err, `redisstore: apply circuit "c"`)
+			snap, err := s.Load(ctx, "c")
+			assert.ErrorContains(t, err, `redisstore: load circuit "c"`)
+			assert.Equal(t, breaker.Snapshot{}, snap)
+			list, err := s.List(ctx)
+			assert.Error(t, err)
+			assert.Nil(t, list)
+			_, err = s.Watch(ctx)
+			assert.Error(t, err)
+		})
+	}
+}

@@ -1,0 +1,153 @@
+package redisstore_test
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tripline/tripline/breaker"
+	redisstore "github.com/tripline/tripline/store/redis"
+)
+
+// next receives one event or fails the test after a second.
+func next(t *testing.T, ch <-chan redisstore.Event) redisstore.Event {
+	t.Helper()
+	select {
+	case ev, ok := <-ch:
+		require.True(t, ok, "the event channel closed")
+		return ev
+	case <-time.After(5 * time.Second):
+		t.Fatal("no event within 5s")
+		return redisstore.Event{}
+	}
+}
+
+// TestWatch follows a circuit through every kind of transition, as the
+// scripts publish them, on another replica's store.
+func TestWatch(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	f := newFakeRedis(t)
+	s, watcher := f.store(t), f.store(t)
+	assert.Equal(t, "tripline:events", s.Channel())
+	events, err := watcher.Watch(ctx)
+	require.NoError(t, err)
+
+	p := policy(1)
+	p.HalfOpenMaxCalls = 1
+	_, err = s.Record(ctx, "c", p, breaker.Outcome{Kind: breaker.OutcomeFailure})
+	require.NoError(t, err)
+	tripped := f.Now()
+	f.Advance(p.Timeout)
+	a, err := s.Admit(ctx, "c", p)
+	require.NoError(t, err)
+	_, err = s.Record(ctx, "c", p, breaker.Outcome{Kind: breaker.OutcomeSuccess, Generation: a.Generation, Probe: a.Probe})
+	require.NoError(t, err)
+	_, err = s.Apply(ctx, "c", breaker.Command{Kind: breaker.CommandReset})
+	require.NoError(t, err)
+	_, err = s.Apply(ctx, "c", breaker.Command{Kind: breaker.CommandForceOpen})
+	require.NoError(t, err)
+	_, err = s.Apply(ctx, "c", breaker.Command{Kind: breaker.CommandForceClose})
+	require.NoError(t, err)
+
+	closed, open, half := breaker.StateClosed, breaker.StateOpen, breaker.StateHalfOpen
+	want := []redisstore.Event{
+		{Name: "c", From: closed, To: open, Generation: 1, Cause: "outcome", At: tripped},
+		{Name: "c", From: open, To: half, Generation: 2, Cause: "timeout", At: f.Now()},
+		{Name: "c", From: half, To: closed, Generation: 3, Cause: "outcome", At: f.Now()},
+		{Name: "c", From: closed, To: closed, Generation: 4, Cause: "reset", At: f.Now()},
+		{Name: "c", From: closed, To: open, Generation: 5, Cause: "force-open", At: f.Now()},
+		{Name: "c", From: open, To: closed, Generation: 6, Cause: "force-close", At: f.Now()},
+	}
+	for _, w := range want {
+		ev := next(t, events)
+		assert.True(t, w.At.Equal(ev.At), "At: want %s, got %s", w.At, ev.At)
+		ev.At = w.At
+		assert.Equal(t, w, ev)
+	}
+
+	cancel()
+	for range events { // drained and closed once ctx is done
+	}
+}
+
+// TestWatchNames gets only the circuits asked for, with any name.
+func TestWatchNames(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	f := newFakeRedis(t)
+	s := f.store(t)
+	odd := "ü {x}: y"
+	events, err := s.Watch(ctx, odd, "b")
+	require.NoError(t, err)
+	for _, name := range []string{"a", odd, "c", "b"} {
+		_, err := s.Apply(ctx, name, breaker.Command{Kind: breaker.CommandForceOpen})
+		require.NoError(t, err)
+	}
+	assert.Equal(t, odd, next(t, events).Name)
+	assert.Equal(t, "b", next(t, events).Name)
+	cancel()
+	for ev := range events {
+		t.Errorf("unexpected event %+v", ev)
+	}
+}
+
+// lockedBuffer is a bytes.Buffer safe for a logger in another goroutine.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestWatchSkipsMalformedMessages: anything else published on the channel
+// is logged and skipped; the stream goes on.
+func TestWatchSkipsMalformedMessages(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	f := newFakeRedis(t)
+	var logs lockedBuffer
+	s := f.store(t, redisstore.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	events, err := s.Watch(ctx)
+	require.NoError(t, err)
+	bad := []string{
+		"",
+		"hello",
+		"1 YQ 0 1 1 1",               // no cause
+		"2 YQ 0 1 1 1 outcome",       // unknown version
+		"1 Y! 0 1 1 1 outcome",       // name not base64url
+		"1 YQ== 0 1 1 1 outcome",     // padded
+		"1  0 1 1 1 outcome",         // empty name
+		"1 YQ 0 3 1 1 outcome",       // no such state
+		"1 YQ 0 1 0 1 outcome",       // generation 0
+		"1 YQ 0 1 -1 1 outcome",      // negative
+		"1 YQ 0 1 1 x outcome",       // time
+		"1 YQ 0 1 1 1 because",       // unknown cause
+		"1 YQ 0 1 1 1 outcome extra", // too many fields
+		"1 YQ 0 1 99999999999999999999999 1 outcome",
+	}
+	for _, msg := range bad {
+		f.Publish(s.Channel(), msg)
+	}
+	f.Publish(s.Channel(), "1 YQ 0 1 7 1000000 outcome")
+	ev := next(t, events)
+	assert.Equal(t, redisstore.Event{Name: "a", From: breaker.StateClosed, To: breaker.StateOpen,
+		Generation: 7, At: time.UnixMicro(1000000), Cause: "outcome"}, ev)
+	assert.Equal(t, len(bad), bytes.Count([]byte(logs.String()), []byte("skipped a message")), logs.String())
+}

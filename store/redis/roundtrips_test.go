@@ -1,0 +1,63 @@
+package redisstore_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tripline/tripline/breaker"
+	redisstore "github.com/tripline/tripline/store/redis"
+)
+
+// TestRoundTrips counts the Redis round trips of one Breaker call on each
+// path, with warm script caches: every decision is one script call.
+func TestRoundTrips(t *testing.T) {
+	ctx := context.Background()
+	f := newFakeRedis(t)
+	c := f.client(t)
+	h := newCountHook()
+	c.AddHook(h)
+	b, err := breaker.New("svc", breaker.Config{
+		Store:            redisstore.New(c),
+		FailureThreshold: 2,
+		Timeout:          time.Second,
+	})
+	require.NoError(t, err)
+	boom := errors.New("boom")
+	ok := func(context.Context) error { return nil }
+	fail := func(context.Context) error { return boom }
+
+	// Warm up: the first EVALSHA of each script finds no script (NOSCRIPT)
+	// and Script.Run sends EVAL.
+	require.NoError(t, b.Do(ctx, ok))
+	_, cmds := h.take()
+	assert.Equal(t, 2, cmds["evalsha"], "cold: EVALSHA for admit and record: %v", cmds)
+	assert.Equal(t, 2, cmds["eval"], "cold: then EVAL for each: %v", cmds)
+
+	type path struct {
+		name  string
+		call  func() error
+		trips int
+	}
+	for _, p := range []path{
+		{"closed success", func() error { return b.Do(ctx, ok) }, 2},
+		{"closed failure", func() error { return b.Do(ctx, fail) }, 2},
+		{"failure that trips", func() error { return b.Do(ctx, fail) }, 2},
+		{"open rejection", func() error { return b.Do(ctx, ok) }, 1},
+		{"half-open probe", func() error { f.Advance(time.Second); return b.Do(ctx, ok) }, 2},
+		{"closed success again", func() error { return b.Do(ctx, ok) }, 2},
+	} {
+		err := p.call()
+		if p.name == "open rejection" {
+			require.ErrorIs(t, err, breaker.ErrOpen)
+		}
+		trips, cmds := h.take()
+		assert.Equal(t, p.trips, trips, "%s: %v", p.name, cmds)
+		assert.Equal(t, p.trips, cmds["evalsha"], "%s: every round trip is one EVALSHA: %v", p.name, cmds)
+		t.Logf("%-20s %d round trip(s) %v", p.name, trips, cmds)
+	}
+}
