@@ -25,8 +25,8 @@ func versionString() string {
 			v = info.Main.Version
 		}
 	}
-	if v == "" {
-		v = "(devel)"
+	if v == "" || v == "(devel)" {
+		v = "devel"
 	}
 	return fmt.Sprintf("cbctl %s (%s)", v, goVersion)
 }
