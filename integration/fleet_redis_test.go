@@ -263,4 +263,3 @@ func TestRedisFleetHalfOpenRace(t *testing.T) {
 		})
 	}
 }
-
