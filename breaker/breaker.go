@@ -18,13 +18,23 @@ type Breaker struct {
 	isFailure     func(error) bool
 	onStateChange func(name string, from, to State)
 	logger        *slog.Logger
+	mode          DegradedMode
+	backoffMax    time.Duration
+	now           func() time.Time // the clock of the store backoff and of the fallback
+
 	storeErrors   atomic.Uint64
+	degradedCalls atomic.Uint64
+	episode       atomic.Pointer[episode] // nil while the store answers
 }
 
 // New returns a Breaker for the circuit called name. It returns an error,
 // never panics, for a name that is empty, longer than MaxNameLen bytes or
 // not valid UTF-8, and for a Config with negative fields.
 func New(name string, cfg Config) (*Breaker, error) {
+	return newBreaker(name, cfg, time.Now)
+}
+
+func newBreaker(name string, cfg Config, now func() time.Time) (*Breaker, error) {
 	if err := validateName(name); err != nil {
 		return nil, err
 	}
@@ -39,6 +49,9 @@ func New(name string, cfg Config) (*Breaker, error) {
 		isFailure:     cfg.IsFailure,
 		onStateChange: cfg.OnStateChange,
 		logger:        cfg.Logger,
+		mode:          cfg.Degraded,
+		backoffMax:    or(cfg.StoreBackoffMax, DefaultStoreBackoffMax),
+		now:           now,
 	}
 	if b.store == nil {
 		b.store = newDefaultStore()
@@ -63,6 +76,7 @@ type ticket struct {
 	generation uint64
 	probe      uint64
 	start      time.Duration // monotonic(), when the call was admitted
+	ep         *episode      // non-nil: admitted degraded, during this episode
 }
 
 // clockBase anchors monotonic. time.Since of a Time that carries a monotonic
@@ -73,26 +87,43 @@ var clockBase = time.Now()
 // monotonic returns the monotonic time elapsed since clockBase.
 func monotonic() time.Duration { return time.Since(clockBase) }
 
-// admit asks the store whether a call may run.
+// admit asks the store whether a call may run, or during a degraded episode
+// decides without it.
 func (b *Breaker) admit(ctx context.Context) (ticket, error) {
 	if err := ctx.Err(); err != nil {
 		return ticket{}, err
 	}
+	if ep := b.episode.Load(); ep != nil {
+		return b.admitDegraded(ctx, ep)
+	}
 	a, err := b.store.Admit(ctx, b.name, b.policy)
 	if err != nil {
-		return ticket{}, b.storeFailed(ctx, "admit", err)
+		ep, serr := b.storeFailed(ctx, "admit", err)
+		if ep == nil {
+			return ticket{}, serr
+		}
+		return b.serveDegraded(ctx, ep, err)
 	}
-	b.notify(ctx, a.Transition, "timeout")
+	return b.admitted(ctx, a)
+}
+
+// admitted turns the store's admission into a ticket or a rejection.
+func (b *Breaker) admitted(ctx context.Context, a Admission) (ticket, error) {
+	b.notify(ctx, a.Transition, "timeout", false)
 	if !a.Allowed {
 		return ticket{}, &OpenError{Name: b.name, State: a.State, RetryAfter: a.RetryAfter}
 	}
 	return ticket{generation: a.Generation, probe: a.Probe, start: monotonic()}, nil
 }
 
-// record reports the outcome of an admitted call. A store failure here is
-// logged and counted; it never changes what the caller gets back. A nil
-// error is a success without asking IsFailure.
+// record reports the outcome of an admitted call to the store that admitted
+// it. A store failure here is counted (and may start a degraded episode); it
+// never changes what the caller gets back. A nil error is a success without
+// asking IsFailure.
 func (b *Breaker) record(ctx context.Context, t ticket, err error, panicked bool) {
+	if t.ep != nil && t.ep.fallback == nil {
+		return // FailOpen: nothing is counted
+	}
 	kind := OutcomeSuccess
 	if panicked || (err != nil && b.isFailure(err)) {
 		kind = OutcomeFailure
@@ -102,12 +133,16 @@ func (b *Breaker) record(ctx context.Context, t ticket, err error, panicked bool
 		ctx = context.WithoutCancel(ctx)
 	}
 	o := Outcome{Kind: kind, Generation: t.generation, Probe: t.probe, Duration: monotonic() - t.start}
-	r, serr := b.store.Record(ctx, b.name, b.policy, o)
-	if serr != nil {
-		_ = b.storeFailed(ctx, "record", serr)
+	if t.ep != nil {
+		b.recordDegraded(ctx, t.ep, o)
 		return
 	}
-	b.notify(ctx, r.Transition, "outcome")
+	r, serr := b.store.Record(ctx, b.name, b.policy, o)
+	if serr != nil {
+		_, _ = b.storeFailed(ctx, "record", serr)
+		return
+	}
+	b.notify(ctx, r.Transition, "outcome", false)
 }
 
 // Do runs fn if the circuit admits the call and counts its outcome, and
@@ -178,19 +213,50 @@ func (b *Breaker) Allow(ctx context.Context) (done func(err error), err error) {
 	}, nil
 }
 
-// Snapshot reads the circuit's state from the store, with
-// Snapshot.StoreErrors set to the store failures this Breaker has seen. It
-// changes nothing (an open circuit whose timeout has passed reads as open
-// until a call moves it to half-open). A store failure returns a
-// *StoreError.
+// Snapshot reads the circuit's state from the store, with StoreErrors,
+// Degraded and DegradedCalls set from this Breaker. It changes nothing (an
+// open circuit whose timeout has passed reads as open until a call moves it
+// to half-open).
+//
+// During a degraded episode it does not fail: it reads the store only as
+// the episode's probe (which ends the episode if it succeeds), and
+// otherwise returns, with Degraded set, the local fallback's view
+// (FallbackLocal), or a closed (FailOpen) or open (FailClosed) circuit with
+// nothing else known. A store failure outside an episode starts one, and
+// Snapshot answers as just said. If ctx is done when the store fails,
+// Snapshot returns ctx.Err().
 func (b *Breaker) Snapshot(ctx context.Context) (Snapshot, error) {
+	if ep := b.episode.Load(); ep != nil {
+		if !ep.tryProbe(b.now()) {
+			return b.snapshotDegraded(ctx, ep), nil
+		}
+		s, err := b.store.Load(ctx, b.name)
+		if err == nil {
+			b.handBack(ctx, ep, s.State, s.Generation)
+			return b.fill(s), nil
+		}
+		if err := b.probeFailed(ctx, ep, "load", err); err != nil {
+			return Snapshot{}, err
+		}
+		return b.snapshotDegraded(ctx, ep), nil
+	}
 	s, err := b.store.Load(ctx, b.name)
 	if err != nil {
-		return Snapshot{}, b.storeFailed(ctx, "load", err)
+		ep, err := b.storeFailed(ctx, "load", err)
+		if ep == nil {
+			return Snapshot{}, err
+		}
+		return b.snapshotDegraded(ctx, ep), nil
 	}
+	return b.fill(s), nil
+}
+
+// fill sets the fields of s that come from the Breaker.
+func (b *Breaker) fill(s Snapshot) Snapshot {
 	s.Name = b.name
 	s.StoreErrors = b.storeErrors.Load()
-	return s, nil
+	s.DegradedCalls = b.degradedCalls.Load()
+	return s
 }
 
 // Reset closes the circuit, clears its counters and removes any override,
@@ -231,9 +297,10 @@ func (b *Breaker) apply(ctx context.Context, c Command) error {
 	}
 	r, err := b.store.Apply(ctx, b.name, c)
 	if err != nil {
-		return b.storeFailed(ctx, "apply", err)
+		_, err = b.storeFailed(ctx, "apply", err)
+		return err
 	}
-	b.notify(ctx, r.Transition, c.Kind.String())
+	b.notify(ctx, r.Transition, c.Kind.String(), false)
 	return nil
 }
 
@@ -241,7 +308,8 @@ func (b *Breaker) apply(ctx context.Context, c Command) error {
 // transition that keeps the state (an operator's command on a circuit
 // already in that state: Reset of a closed circuit, for instance) starts a
 // generation and is logged, but is not a state change for OnStateChange.
-func (b *Breaker) notify(ctx context.Context, t Transition, cause string) {
+// The log of a transition made by the local fallback says degraded=true.
+func (b *Breaker) notify(ctx context.Context, t Transition, cause string, degraded bool) {
 	if !t.Changed() {
 		if t.Generation != 0 {
 			b.logger.LogAttrs(ctx, slog.LevelInfo, "tripline: circuit command applied",
@@ -252,24 +320,18 @@ func (b *Breaker) notify(ctx context.Context, t Transition, cause string) {
 		}
 		return
 	}
+	var tag slog.Attr // an empty Attr is not logged
+	if degraded {
+		tag = slog.Bool("degraded", true)
+	}
 	b.logger.LogAttrs(ctx, slog.LevelInfo, "tripline: circuit state changed",
 		slog.String("circuit", b.name),
 		slog.String("from", t.From.String()),
 		slog.String("to", t.To.String()),
 		slog.Uint64("generation", t.Generation),
-		slog.String("cause", cause))
+		slog.String("cause", cause),
+		tag)
 	if b.onStateChange != nil {
 		b.onStateChange(b.name, t.From, t.To)
 	}
-}
-
-// storeFailed logs and counts a store failure and wraps it.
-func (b *Breaker) storeFailed(ctx context.Context, op string, err error) error {
-	n := b.storeErrors.Add(1)
-	b.logger.LogAttrs(ctx, slog.LevelWarn, "tripline: store failed",
-		slog.String("circuit", b.name),
-		slog.String("op", op),
-		slog.Uint64("store_errors", n),
-		slog.Any("error", err))
-	return &StoreError{Name: b.name, Op: op, Err: err}
 }

@@ -60,8 +60,28 @@ type Config struct {
 	// Store holds the circuit's state; share one to share circuits.
 	// default: a new in-process memory store for this Breaker alone
 	Store Store
-	// Logger receives transitions and operator commands (Info) and store
-	// failures (Warn).
+	// Degraded says what the Breaker does during a degraded episode, while
+	// its Store cannot answer: FallbackLocal (an in-process breaker with the
+	// same settings, private to this Breaker, takes over at once and starts
+	// closed; when the store answers again the shared state wins and what the
+	// fallback counted is dropped), FailOpen (admit every call, count
+	// nothing) or FailClosed (reject every call with a *StoreError, which
+	// does not match ErrOpen). See "Store failures" in the package
+	// documentation.
+	// default: FallbackLocal
+	Degraded DegradedMode
+	// StoreBackoffMax caps the wait between two probes of a failing store.
+	// During a degraded episode the Breaker does not call the store for
+	// every call: the first call after a wait probes it (one call at a time).
+	// The wait is 50ms (or StoreBackoffMax if shorter) after the failure that
+	// started the episode, and doubles after every failed probe up to
+	// StoreBackoffMax, so the Breaker uses the shared state again at most
+	// about StoreBackoffMax after the store recovers (if it has calls).
+	// default: 2s
+	StoreBackoffMax time.Duration
+	// Logger receives transitions and operator commands (Info), the start
+	// (Warn) and end (Info) of each degraded episode, and store failures that
+	// are not outages (Warn).
 	// default: no logging
 	Logger *slog.Logger
 }
@@ -73,6 +93,7 @@ const (
 	DefaultSuccessThreshold = 1
 	DefaultHalfOpenMaxCalls = 1
 	DefaultProbeTimeout     = 30 * time.Second
+	DefaultStoreBackoffMax  = 2 * time.Second
 )
 
 func defaultIsFailure(err error) bool {
@@ -111,6 +132,10 @@ func (cfg *Config) policy() (Policy, error) {
 	neg("SuccessThreshold", cfg.SuccessThreshold)
 	neg("HalfOpenMaxCalls", cfg.HalfOpenMaxCalls)
 	negDur("ProbeTimeout", cfg.ProbeTimeout)
+	negDur("StoreBackoffMax", cfg.StoreBackoffMax)
+	if cfg.Degraded > FailClosed {
+		errs = append(errs, fmt.Errorf("tripline: Config.Degraded is not a DegradedMode (%d)", uint8(cfg.Degraded)))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return Policy{}, err
 	}

@@ -182,4 +182,13 @@ type Snapshot struct {
 	Generation  uint64
 	Override    *Override // nil when no override holds
 	StoreErrors uint64    // store calls that failed on this Breaker (set by Breaker.Snapshot)
+
+	// Set by Breaker.Snapshot:
+	// Degraded is true during a degraded episode (the store cannot answer);
+	// then the other fields are the local fallback's (FallbackLocal), or
+	// only State is known: closed (FailOpen) or open (FailClosed).
+	Degraded bool
+	// DegradedCalls counts the calls this Breaker decided without the store,
+	// in every episode so far.
+	DegradedCalls uint64
 }

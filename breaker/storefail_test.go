@@ -15,15 +15,18 @@ import (
 
 var errStoreDown = errors.New("store down")
 
-// faultyStore is a memory store whose methods fail on demand.
+// faultyStore is a memory store whose methods fail on demand, and that
+// counts every call made to it.
 type faultyStore struct {
 	breaker.Store // does the work when a method does not fail
 
 	mu                               sync.Mutex
 	failAdmit, failRecord, failApply bool
 	failLoad                         bool
-	admits, records                  int
-	recordCtxErr                     error // ctx.Err() of the last Record
+	err                              error  // what a failing method returns; default errStoreDown
+	onFail                           func() // runs before a method fails, if set
+	admits, records, applies, loads  int    // calls, failed or not
+	recordCtxErr                     error  // ctx.Err() of the last Record
 	recordOutcomes                   []breaker.Outcome
 }
 
@@ -33,14 +36,39 @@ func (s *faultyStore) set(f func(s *faultyStore)) {
 	f(s)
 }
 
+// down sets whether every method fails.
+func (s *faultyStore) down(fail bool) {
+	s.set(func(s *faultyStore) { s.failAdmit, s.failRecord, s.failApply, s.failLoad = fail, fail, fail, fail })
+}
+
+// calls returns the number of calls of each method so far.
+func (s *faultyStore) calls() (admits, records, applies, loads int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.admits, s.records, s.applies, s.loads
+}
+
+// fail returns the error a failing method returns, after running onFail.
+// s.mu is held.
+func (s *faultyStore) fail() error {
+	if s.onFail != nil {
+		s.onFail()
+	}
+	if s.err != nil {
+		return s.err
+	}
+	return errStoreDown
+}
+
 func (s *faultyStore) Admit(ctx context.Context, name string, p breaker.Policy) (breaker.Admission, error) {
 	s.mu.Lock()
 	s.admits++
-	fail := s.failAdmit
-	s.mu.Unlock()
-	if fail {
-		return breaker.Admission{Allowed: true}, errStoreDown // the data must not be used
+	if s.failAdmit {
+		err := s.fail()
+		s.mu.Unlock()
+		return breaker.Admission{Allowed: true}, err // the data must not be used
 	}
+	s.mu.Unlock()
 	return s.Store.Admit(ctx, name, p)
 }
 
@@ -49,36 +77,42 @@ func (s *faultyStore) Record(ctx context.Context, name string, p breaker.Policy,
 	s.records++
 	s.recordCtxErr = ctx.Err()
 	s.recordOutcomes = append(s.recordOutcomes, o)
-	fail := s.failRecord
-	s.mu.Unlock()
-	if fail {
-		return breaker.Result{}, errStoreDown
+	if s.failRecord {
+		err := s.fail()
+		s.mu.Unlock()
+		return breaker.Result{}, err
 	}
+	s.mu.Unlock()
 	return s.Store.Record(ctx, name, p, o)
 }
 
 func (s *faultyStore) Apply(ctx context.Context, name string, c breaker.Command) (breaker.Result, error) {
 	s.mu.Lock()
-	fail := s.failApply
-	s.mu.Unlock()
-	if fail {
-		return breaker.Result{}, errStoreDown
+	s.applies++
+	if s.failApply {
+		err := s.fail()
+		s.mu.Unlock()
+		return breaker.Result{}, err
 	}
+	s.mu.Unlock()
 	return s.Store.Apply(ctx, name, c)
 }
 
 func (s *faultyStore) Load(ctx context.Context, name string) (breaker.Snapshot, error) {
 	s.mu.Lock()
-	fail := s.failLoad
-	s.mu.Unlock()
-	if fail {
-		return breaker.Snapshot{}, errStoreDown
+	s.loads++
+	if s.failLoad {
+		err := s.fail()
+		s.mu.Unlock()
+		return breaker.Snapshot{Name: "garbage", State: breaker.StateOpen}, err // the data must not be used
 	}
+	s.mu.Unlock()
 	return s.Store.Load(ctx, name)
 }
 
 // faultyBreaker returns a Breaker on a faultyStore over the env's memory
-// store, and a log of what it logged.
+// store, and a log of what it logged. The env's clock is the clock of the
+// store, of the Breaker's store backoff and of its local fallback.
 func faultyBreaker(t *testing.T, cfg breaker.Config) (*breaker.Breaker, *faultyStore, *logBuffer, *env) {
 	t.Helper()
 	e := newEnv()
@@ -86,18 +120,34 @@ func faultyBreaker(t *testing.T, cfg breaker.Config) (*breaker.Breaker, *faultyS
 	logs := &logBuffer{}
 	cfg.Store = fs
 	cfg.Logger = logs.logger()
-	b, err := breaker.New("svc", cfg)
+	b, err := breaker.NewWithClock("svc", cfg, e.clock.Now)
 	require.NoError(t, err)
 	return b, fs, logs, e
 }
 
-func storeFailedLog(op string, n float64) map[string]any {
+func storeFailedLog(op string, n float64, err string) map[string]any {
 	return map[string]any{
 		"level": "WARN", "msg": "tripline: store failed", "circuit": "svc",
-		"op": op, "store_errors": n, "error": "store down",
+		"op": op, "store_errors": n, "error": err,
 	}
 }
 
+func degradedLog(mode, op string) map[string]any {
+	return map[string]any{
+		"level": "WARN", "msg": "tripline: store unavailable, degraded", "circuit": "svc",
+		"mode": mode, "op": op, "error": "store down",
+	}
+}
+
+func recoveredLog(mode string, d time.Duration, calls float64) map[string]any {
+	return map[string]any{
+		"level": "INFO", "msg": "tripline: store recovered", "circuit": "svc",
+		"mode": mode, "duration": float64(d), "degraded_calls": calls,
+	}
+}
+
+// TestAdmitStoreFailure: in FailClosed mode a store that cannot admit a
+// call rejects it with a *StoreError (not ErrOpen) without running it.
 func TestAdmitStoreFailure(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -116,7 +166,7 @@ func TestAdmitStoreFailure(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			b, fs, logs, _ := faultyBreaker(t, breaker.Config{FailureThreshold: 1})
+			b, fs, logs, _ := faultyBreaker(t, breaker.Config{FailureThreshold: 1, Degraded: breaker.FailClosed})
 			fs.set(func(s *faultyStore) { s.failAdmit = true })
 			fn := &counter{}
 
@@ -128,40 +178,42 @@ func TestAdmitStoreFailure(t *testing.T) {
 			assert.NotErrorIs(t, err, breaker.ErrOpen)
 			assert.Equal(t, 0, fn.count(), "fn is not run")
 			assert.Equal(t, 0, fs.records, "nothing is recorded")
-			assert.Equal(t, []map[string]any{storeFailedLog("admit", 1)}, logs.records(t))
+			assert.Equal(t, []map[string]any{degradedLog("fail-closed", "admit")}, logs.records(t))
 
-			fs.set(func(s *faultyStore) { s.failAdmit = false })
 			s := snapshot(t, b)
-			assert.Equal(t, breaker.StateClosed, s.State, "a store failure is not a failure of the call (threshold 1)")
-			assert.Equal(t, 0, s.Failures)
 			assert.Equal(t, uint64(1), s.StoreErrors)
+			shared, err := fs.Store.Load(context.Background(), "svc")
+			require.NoError(t, err)
+			assert.Equal(t, breaker.StateClosed, shared.State, "a store failure is not a failure of the call (threshold 1)")
+			assert.Equal(t, 0, shared.Failures)
 		})
 	}
 }
 
+// TestRecordStoreFailure: when the store cannot record an outcome the
+// caller still gets the function's own result, and the failure is not a
+// failure of the call.
 func TestRecordStoreFailure(t *testing.T) {
 	b, fs, logs, _ := faultyBreaker(t, breaker.Config{FailureThreshold: 1})
-	fs.set(func(s *faultyStore) { s.failRecord = true })
 	ctx := context.Background()
+	done, err := b.Allow(ctx) // admitted by the shared store before the outage
+	require.NoError(t, err)
+	fs.set(func(s *faultyStore) { s.failRecord = true })
 
-	err := b.Do(ctx, failing)
-	assert.Same(t, errBoom, err, "the caller gets fn's own error")
+	assert.Same(t, errBoom, b.Do(ctx, failing), "the caller gets fn's own error")
 	require.NoError(t, b.Do(ctx, ok), "and fn's success")
 	v, err := breaker.Execute(ctx, b, func(context.Context) (string, error) { return "v", nil })
 	require.NoError(t, err)
 	assert.Equal(t, "v", v)
-	done, err := b.Allow(ctx)
-	require.NoError(t, err)
-	done(errBoom)
+	done(errBoom) // admitted by the shared store: goes there, fails again
 
-	assert.Equal(t, []map[string]any{
-		storeFailedLog("record", 1), storeFailedLog("record", 2),
-		storeFailedLog("record", 3), storeFailedLog("record", 4),
-	}, logs.records(t), "each failure logged once")
+	assert.Equal(t, []map[string]any{degradedLog("fallback-local", "record")}, logs.records(t), "the episode is logged once")
 	s := snapshot(t, b)
-	assert.Equal(t, uint64(4), s.StoreErrors)
-	assert.Equal(t, breaker.StateClosed, s.State)
-	assert.Equal(t, 4, fs.records)
+	assert.Equal(t, uint64(2), s.StoreErrors, "the first Record and the late one")
+	assert.True(t, s.Degraded)
+	assert.Equal(t, breaker.StateClosed, s.State, "the store's failure is not counted by the fallback")
+	assert.Equal(t, 0, s.Failures)
+	assert.Equal(t, 2, fs.records, "calls the fallback admitted are recorded by it, not by the store")
 }
 
 func TestRecordStoreFailureAfterPanic(t *testing.T) {
@@ -199,17 +251,19 @@ func TestOutcomeSentToStore(t *testing.T) {
 	assert.GreaterOrEqual(t, probe.Duration, time.Duration(0))
 }
 
+// TestLoadAndApplyStoreFailure: Snapshot does not fail on a store outage
+// (it starts an episode and answers degraded); commands do, with a
+// *StoreError, and are not served by the fallback.
 func TestLoadAndApplyStoreFailure(t *testing.T) {
 	hooks := &hookLog{}
 	b, fs, logs, _ := faultyBreaker(t, breaker.Config{OnStateChange: hooks.hook})
 	ctx := context.Background()
 	fs.set(func(s *faultyStore) { s.failLoad, s.failApply = true, true })
 
-	_, err := b.Snapshot(ctx)
-	var se *breaker.StoreError
-	require.ErrorAs(t, err, &se)
-	assert.Equal(t, "load", se.Op)
-	assert.ErrorIs(t, err, errStoreDown)
+	s, err := b.Snapshot(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, breaker.Snapshot{Name: "svc", State: breaker.StateClosed, StoreErrors: 1, Degraded: true}, s,
+		"the fallback's view: it has seen nothing")
 
 	for i, apply := range []func() error{
 		func() error { return b.Reset(ctx) },
@@ -217,29 +271,34 @@ func TestLoadAndApplyStoreFailure(t *testing.T) {
 		func() error { return b.ForceClose(ctx, 0) },
 	} {
 		err := apply()
+		var se *breaker.StoreError
 		require.ErrorAs(t, err, &se, "command %d", i)
 		assert.Equal(t, "apply", se.Op)
 		assert.ErrorIs(t, err, errStoreDown)
+		assert.NotErrorIs(t, err, breaker.ErrOpen)
 	}
 	assert.Empty(t, hooks.list())
+	require.NoError(t, b.Do(ctx, ok), "ForceOpen was not applied to the fallback")
 
-	fs.set(func(s *faultyStore) { s.failLoad, s.failApply = false, false })
-	s := snapshot(t, b)
+	_, _, applies, loads := fs.calls()
+	assert.Equal(t, 3, applies, "commands go to the store even during an episode")
+	assert.Equal(t, 1, loads, "Snapshot does not ask the store again before the backoff")
+	s = snapshot(t, b)
 	assert.Equal(t, uint64(4), s.StoreErrors)
 	assert.Equal(t, uint64(0), s.Generation, "no command was applied")
-	assert.Equal(t, []map[string]any{
-		storeFailedLog("load", 1), storeFailedLog("apply", 2), storeFailedLog("apply", 3), storeFailedLog("apply", 4),
-	}, logs.records(t))
+	assert.Equal(t, []map[string]any{degradedLog("fallback-local", "load")}, logs.records(t))
 }
 
 func TestStoreErrorsArePerBreaker(t *testing.T) {
 	e := newEnv()
 	fs := &faultyStore{Store: e.store, failAdmit: true}
-	a, err := breaker.New("svc", breaker.Config{Store: fs})
+	a, err := breaker.NewWithClock("svc", breaker.Config{Store: fs}, e.clock.Now) // no probe before the clock moves
 	require.NoError(t, err)
 	b, err := breaker.New("svc", breaker.Config{Store: e.store})
 	require.NoError(t, err)
-	require.Error(t, a.Do(context.Background(), ok))
+	require.NoError(t, a.Do(context.Background(), ok), "served by a's fallback")
 	assert.Equal(t, uint64(1), snapshot(t, a).StoreErrors)
 	assert.Equal(t, uint64(0), snapshot(t, b).StoreErrors)
+	assert.True(t, snapshot(t, a).Degraded)
+	assert.False(t, snapshot(t, b).Degraded)
 }
