@@ -247,8 +247,8 @@ func (e *corruptError) Error() string {
 	msg := e.err.Error()
 	if i := strings.Index(msg, "TRIPLINE_CORRUPT "); i >= 0 {
 		msg = msg[i+len("TRIPLINE_CORRUPT "):]
-	} else if i := strings.Index(msg, "WRONGTYPE "); i >= 0 {
-		msg = "a key " + msg[i+len("WRONGTYPE "):]
+	} else if strings.Contains(msg, "WRONGTYPE") {
+		return "malformed circuit data: a key of the circuit holds another type of value (WRONGTYPE)"
 	}
 	for _, end := range []string{" stack traceback", " script:", "\n"} {
 		if i := strings.Index(msg, end); i >= 0 {
