@@ -152,9 +152,10 @@ func (b *Breaker) record(ctx context.Context, t ticket, err error, panicked bool
 // anything; if ctx is canceled while fn runs, the outcome is still counted
 // (by default a context.Canceled error counts as a success, see
 // Config.IsFailure). If fn panics, the panic counts as a failure and
-// continues. A store failure on admission returns a *StoreError without
-// running fn; a store failure on recording is logged and counted in
-// Snapshot.StoreErrors, and Do still returns fn's error.
+// continues. When the store cannot answer, the call is decided in the
+// Breaker's degraded mode (see Config.Degraded): FailClosed returns a
+// *StoreError without running fn. A store failure on recording never
+// changes what Do returns.
 func (b *Breaker) Do(ctx context.Context, fn func(context.Context) error) error {
 	t, err := b.admit(ctx)
 	if err != nil {

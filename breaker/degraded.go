@@ -105,10 +105,16 @@ func (ep *episode) err() error {
 // has passed and no other caller is probing. A true answer must be followed
 // by handBack, probeFailed or probeAborted.
 func (ep *episode) tryProbe(now time.Time) bool {
-	if now.Sub(ep.started) < time.Duration(ep.nextProbe.Load()) {
+	if now.Sub(ep.started) < time.Duration(ep.nextProbe.Load()) || !ep.probing.CompareAndSwap(false, true) {
 		return false
 	}
-	return ep.probing.CompareAndSwap(false, true)
+	// A probe may have failed between the first check and the swap: it set
+	// a new backoff before it let go of probing.
+	if now.Sub(ep.started) < time.Duration(ep.nextProbe.Load()) {
+		ep.probing.Store(false)
+		return false
+	}
+	return true
 }
 
 // probeAborted lets the next caller probe at once: the probe did not learn

@@ -55,10 +55,62 @@
 //
 // # Store failures
 //
-// A store failure is never counted as a failure of the protected call. It is
-// logged (Warn) and counted (Snapshot.StoreErrors). When the store cannot
-// admit a call, the call is not run and a *StoreError is returned; when it
-// cannot record an outcome, the caller still gets the function's own result.
+// A breaker must not become the dependency that takes a service down. When
+// its Store cannot answer (Redis down, a timeout), a Breaker keeps deciding
+// calls on its own, in the degraded mode Config.Degraded names, until the
+// store answers again. A store failure is never counted as a failure of the
+// protected call.
+//
+// A degraded episode starts at the first store call (Admit, Record, Apply or
+// Load) that fails, except when the caller's ctx is done (the method returns
+// ctx.Err() and nothing starts), and except for ErrUnknownCircuit, which is
+// an answer and not an outage (it is returned in a *StoreError and logged
+// each time). The call that met the failure is already served degraded:
+//
+//   - FallbackLocal (the default): an in-process breaker with the same
+//     Policy, private to the Breaker, admits calls and counts their outcomes.
+//     It starts closed with nothing counted, whatever the shared state was,
+//     and counts only this Breaker's calls. Its transitions run
+//     OnStateChange and are logged like any other, with degraded=true.
+//   - FailOpen: every call is admitted, and no outcome is counted.
+//   - FailClosed: every call is rejected without running, with a
+//     *StoreError (Op "admit", Err the store's latest error). It does not
+//     match ErrOpen: the dependency is not known to fail, only the breaker's
+//     store is, and code that reads ErrOpen as "the dependency is down"
+//     (fallback answers, alerts) should not be told so. Test for both
+//     errors.Is(err, ErrOpen) and errors.As(err, &storeErr) to treat them
+//     alike.
+//
+// During an episode a Breaker does not ask the store about every call. It
+// waits 50ms (or Config.StoreBackoffMax if shorter) after the failure that
+// started the episode; then the next call (Do, Execute, Allow or Snapshot)
+// probes the store, one call at a time, the others staying degraded. A
+// failed probe doubles the wait, up to StoreBackoffMax (default 2s); a probe
+// that succeeds ends the episode, and its own call is decided by the store.
+// Commands (Reset, ForceOpen, ForceClose) go to the store even during an
+// episode (and return a *StoreError if it fails), and so do the outcomes of
+// calls the store admitted; neither ends an episode, only a probe does. A
+// Breaker sets no deadline of its own on store calls: a Store bounds its
+// round trips (store/redis does).
+//
+// When an episode ends the shared state wins: the store's state decides the
+// next calls, what the fallback counted is dropped, and the next episode
+// starts with a new fallback. If the fallback's state differs from the
+// store's at that moment, the change is reported (OnStateChange, and a log
+// with cause "store recovered"). An outcome is never recorded to the wrong
+// store: it goes to the store that admitted its call, the shared store or
+// the fallback of the episode still going on; the outcome of a call the
+// fallback admitted is dropped if its episode has ended.
+//
+// Each episode is logged once when it starts (Warn, "tripline: store
+// unavailable, degraded", with the mode and the error) and once when it ends
+// (Info, "tripline: store recovered", with its duration and the calls it
+// served), never per call. Snapshot.StoreErrors counts every store call that
+// failed, Snapshot.DegradedCalls the calls decided without the store, and
+// Snapshot.Degraded is true during an episode. Snapshot does not fail on a
+// store outage: during an episode it returns the fallback's view
+// (FallbackLocal), or State closed (FailOpen) or open (FailClosed) with
+// nothing else known.
 //
 // # Configuration
 //

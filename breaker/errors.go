@@ -38,7 +38,10 @@ func (e *OpenError) Error() string {
 func (e *OpenError) Is(target error) bool { return target == ErrOpen }
 
 // StoreError reports that the Store failed to answer. It is never counted
-// as a failure of the protected call. Unwrap gives the store's error.
+// as a failure of the protected call. Unwrap gives the store's error. A call
+// rejected in FailClosed mode during a degraded episode returns one too (Op
+// "admit", Err the store's latest error, even when this call did not ask the
+// store); it does not match ErrOpen.
 type StoreError struct {
 	Name string // the circuit's name
 	Op   string // "admit", "record", "load" or "apply"

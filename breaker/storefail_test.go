@@ -24,7 +24,7 @@ type faultyStore struct {
 	failAdmit, failRecord, failApply bool
 	failLoad                         bool
 	err                              error  // what a failing method returns; default errStoreDown
-	onFail                           func() // runs before a method fails, if set
+	onFail                           func() // runs before a method fails, if set, outside the lock
 	admits, records, applies, loads  int    // calls, failed or not
 	recordCtxErr                     error  // ctx.Err() of the last Record
 	recordOutcomes                   []breaker.Outcome
@@ -48,65 +48,54 @@ func (s *faultyStore) calls() (admits, records, applies, loads int) {
 	return s.admits, s.records, s.applies, s.loads
 }
 
-// fail returns the error a failing method returns, after running onFail.
-// s.mu is held.
-func (s *faultyStore) fail() error {
-	if s.onFail != nil {
-		s.onFail()
+// begin counts one call (in n) and returns the error it must fail with, or
+// nil; onFail runs first, outside the lock, so it may block.
+func (s *faultyStore) begin(n *int, fail *bool) error {
+	s.mu.Lock()
+	*n++
+	failing, hook, err := *fail, s.onFail, s.err
+	s.mu.Unlock()
+	if !failing {
+		return nil
 	}
-	if s.err != nil {
-		return s.err
+	if hook != nil {
+		hook()
 	}
-	return errStoreDown
+	if err == nil {
+		err = errStoreDown
+	}
+	return err
 }
 
 func (s *faultyStore) Admit(ctx context.Context, name string, p breaker.Policy) (breaker.Admission, error) {
-	s.mu.Lock()
-	s.admits++
-	if s.failAdmit {
-		err := s.fail()
-		s.mu.Unlock()
+	if err := s.begin(&s.admits, &s.failAdmit); err != nil {
 		return breaker.Admission{Allowed: true}, err // the data must not be used
 	}
-	s.mu.Unlock()
 	return s.Store.Admit(ctx, name, p)
 }
 
 func (s *faultyStore) Record(ctx context.Context, name string, p breaker.Policy, o breaker.Outcome) (breaker.Result, error) {
 	s.mu.Lock()
-	s.records++
 	s.recordCtxErr = ctx.Err()
 	s.recordOutcomes = append(s.recordOutcomes, o)
-	if s.failRecord {
-		err := s.fail()
-		s.mu.Unlock()
+	s.mu.Unlock()
+	if err := s.begin(&s.records, &s.failRecord); err != nil {
 		return breaker.Result{}, err
 	}
-	s.mu.Unlock()
 	return s.Store.Record(ctx, name, p, o)
 }
 
 func (s *faultyStore) Apply(ctx context.Context, name string, c breaker.Command) (breaker.Result, error) {
-	s.mu.Lock()
-	s.applies++
-	if s.failApply {
-		err := s.fail()
-		s.mu.Unlock()
+	if err := s.begin(&s.applies, &s.failApply); err != nil {
 		return breaker.Result{}, err
 	}
-	s.mu.Unlock()
 	return s.Store.Apply(ctx, name, c)
 }
 
 func (s *faultyStore) Load(ctx context.Context, name string) (breaker.Snapshot, error) {
-	s.mu.Lock()
-	s.loads++
-	if s.failLoad {
-		err := s.fail()
-		s.mu.Unlock()
+	if err := s.begin(&s.loads, &s.failLoad); err != nil {
 		return breaker.Snapshot{Name: "garbage", State: breaker.StateOpen}, err // the data must not be used
 	}
-	s.mu.Unlock()
 	return s.Store.Load(ctx, name)
 }
 
