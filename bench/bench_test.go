@@ -22,6 +22,13 @@ import (
 // the name gives the real goroutine count (2, 8 and 64 at GOMAXPROCS=2;
 // rounded up to a multiple of GOMAXPROCS elsewhere).
 //
+// Besides ns/op (wall time), each benchmark reports cpu-ns/op: the CPU
+// time the whole process spent per call (all threads, GC included). Other
+// work on the machine stretches wall time while this process waits for a
+// core; it barely changes CPU time, so cpu-ns/op is the steadier measure of
+// what a call costs on a shared machine. Under contention the two differ:
+// a goroutine blocked on a lock costs wall time but no CPU.
+//
 // Both breakers use their defaults except where a path needs otherwise
 // (a threshold that cannot be reached on the failure path, a threshold of 1
 // and a timeout of an hour on the open path); both are asked the same thing.
@@ -72,6 +79,7 @@ func run(b *testing.B, impls []impl) {
 			b.Run(fmt.Sprintf("g=%d/impl=%s", g, im.name), func(b *testing.B) {
 				call, check := im.setup(b)
 				b.ReportAllocs()
+				cpu0, cpuOK := cpuTime()
 				if p == 0 {
 					i := 0
 					for b.Loop() {
@@ -88,6 +96,9 @@ func run(b *testing.B, impls []impl) {
 					})
 				}
 				b.StopTimer()
+				if cpu1, ok := cpuTime(); cpuOK && ok {
+					b.ReportMetric(float64(cpu1-cpu0)/float64(b.N), "cpu-ns/op")
+				}
 				check(b)
 			})
 		}
