@@ -29,6 +29,8 @@ func TestNewRejectsBadInput(t *testing.T) {
 		{"negative SuccessThreshold", "svc", breaker.Config{SuccessThreshold: -2}, []string{"Config.SuccessThreshold is negative (-2)"}},
 		{"negative HalfOpenMaxCalls", "svc", breaker.Config{HalfOpenMaxCalls: -3}, []string{"Config.HalfOpenMaxCalls is negative (-3)"}},
 		{"negative ProbeTimeout", "svc", breaker.Config{ProbeTimeout: -time.Millisecond}, []string{"Config.ProbeTimeout is negative (-1ms)"}},
+		{"negative StoreBackoffMax", "svc", breaker.Config{StoreBackoffMax: -time.Second}, []string{"Config.StoreBackoffMax is negative (-1s)"}},
+		{"unknown Degraded", "svc", breaker.Config{Degraded: 3}, []string{"Config.Degraded is not a DegradedMode (3)"}},
 		{"every field negative", "svc", breaker.Config{
 			FailureThreshold: -1, FailureWindow: -1, Timeout: -1, SuccessThreshold: -1, HalfOpenMaxCalls: -1, ProbeTimeout: -1,
 		}, []string{"FailureThreshold", "FailureWindow", "Timeout", "SuccessThreshold", "HalfOpenMaxCalls", "ProbeTimeout"}},
@@ -62,6 +64,7 @@ func TestNewAcceptsEdgeInput(t *testing.T) {
 		{"odd characters", "{svc}:a b/c", breaker.Config{}},
 		{"1ms durations", "svc", breaker.Config{FailureWindow: time.Millisecond, Timeout: time.Millisecond, ProbeTimeout: time.Millisecond}},
 		{"largest FailureThreshold", "svc", breaker.Config{FailureThreshold: breaker.MaxFailureThreshold}},
+		{"FailClosed, 1ns backoff cap", "svc", breaker.Config{Degraded: breaker.FailClosed, StoreBackoffMax: time.Nanosecond}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b, err := breaker.New(tc.circuit, tc.cfg)
