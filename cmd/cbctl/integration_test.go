@@ -128,6 +128,17 @@ func TestIntegrationCluster(t *testing.T) {
 	t.Cleanup(func() { _ = client.Close() })
 	store := redisstore.New(client)
 
+	// watch first: on Cluster a PUBLISH reaches the other nodes over the
+	// cluster bus, later, so a subscription made after the writes could
+	// still receive some of them.
+	watchCtx, stopWatch := context.WithCancel(t.Context())
+	var watchOut, watchErr syncBuffer
+	watchCode := make(chan int, 1)
+	go func() {
+		watchCode <- testApp(&watchOut, &watchErr, nil).run(watchCtx, []string{"watch", "--cluster", nodes})
+	}()
+	waitFor(t, "watch to subscribe", func() bool { return strings.Contains(watchErr.String(), "watching") })
+
 	// Enough circuits that every master holds some.
 	const n = 30
 	masters := map[string]bool{}
@@ -140,14 +151,6 @@ func TestIntegrationCluster(t *testing.T) {
 		masters[cl.MasterForKey(store.Keys(name)[0]).Addr()] = true
 	}
 	require.Len(t, masters, 3, "the circuits live on every master")
-
-	watchCtx, stopWatch := context.WithCancel(t.Context())
-	var watchOut, watchErr syncBuffer
-	watchCode := make(chan int, 1)
-	go func() {
-		watchCode <- testApp(&watchOut, &watchErr, nil).run(watchCtx, []string{"watch", "--cluster", nodes})
-	}()
-	waitFor(t, "watch to subscribe", func() bool { return strings.Contains(watchErr.String(), "watching") })
 
 	out := cbctl(t, nil, "list", "--cluster", nodes, "-o", "json")
 	require.Equal(t, exitOK, out.code, out.stderr)
@@ -175,10 +178,20 @@ func TestIntegrationCluster(t *testing.T) {
 	require.Equal(t, exitOK, out.code, out.stderr)
 	assert.Contains(t, out.stdout, "  reason:     spread\n")
 
-	waitFor(t, "ten resets on the event stream", func() bool { return len(lines(watchOut.String())) >= 10 })
+	waitFor(t, "30 force-opens and 10 resets on the event stream", func() bool { return len(lines(watchOut.String())) >= n+10 })
 	stopWatch()
 	require.Equal(t, exitOK, <-watchCode, watchErr.String())
+	opens, resets := 0, 0
 	for _, l := range lines(watchOut.String()) {
-		assert.Regexp(t, `  svc-0\d  open -> closed  generation 2  \(reset\)$`, l)
+		switch {
+		case regexp.MustCompile(`  svc-\d\d  closed -> open  generation 1  \(force-open\)$`).MatchString(l):
+			opens++
+		case regexp.MustCompile(`  svc-0\d  open -> closed  generation 2  \(reset\)$`).MatchString(l):
+			resets++
+		default:
+			t.Errorf("unexpected watch line %q", l)
+		}
 	}
+	assert.Equal(t, n, opens)
+	assert.Equal(t, 10, resets)
 }
