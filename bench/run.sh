@@ -20,11 +20,12 @@ benchstat=(go run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9
 
 bin=$(mktemp -d)/bench.test
 trap 'rm -rf "$(dirname "$bin")"' EXIT
-# Record what was measured: the main module's commit, "+dirty" if its
-# tracked files differ from it (TRIPLINE_COMMIT overrides, for a tree
-# without .git).
+# Record what was measured: the main module's commit, "+dirty" if a
+# tracked non-test Go file or go.mod of it differs from that commit
+# (TRIPLINE_COMMIT overrides, for a tree without .git).
 commit=${TRIPLINE_COMMIT:-$(git -C .. rev-parse --short HEAD 2>/dev/null || echo unknown)}
-if [[ -z ${TRIPLINE_COMMIT:-} ]] && ! git -C .. diff --quiet HEAD -- . ':!bench' 2>/dev/null; then
+if [[ -z ${TRIPLINE_COMMIT:-} ]] &&
+	! git -C .. diff --quiet HEAD -- '*.go' go.mod ':!*_test.go' ':!bench' 2>/dev/null; then
 	commit+=+dirty
 fi
 go test -c -o "$bin" .
