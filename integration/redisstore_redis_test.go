@@ -143,10 +143,10 @@ func onEveryNode(t *testing.T, d deployment, args ...string) {
 // scriptSHAs pins the SHA1 of every script, as store/redis's unit test
 // does; a change to a .lua file must update both, deliberately.
 var scriptSHAs = map[string]string{
-	"admit":  "1884e4128f6497fe9d04556aaa70c3c7d95a4a9e",
-	"record": "239113e9657f489a3ca9ab8b0393a8be7157f244",
-	"apply":  "3f140c9426250ddf8001316efd6068c4201bfdac",
-	"load":   "2d94aeab245d30c47b6e85fee8266c9e53a64678",
+	"admit":  "81ecb389d951a7657e535016a6f2aa919b466dce",
+	"record": "a3bf2c5e7322cd1d337becee10259909a0318c7b",
+	"apply":  "ef9355d57a2c1fca8c5b4703c9226648fa7fc5c1",
+	"load":   "e4dfe174f37c0eb854aebbcb173b65a194c43bbf",
 }
 
 // TestRedisScriptSHAs: real Redis (every node of a Cluster) gives each

@@ -41,16 +41,18 @@ local function num(v)
   return n
 end
 
+-- quote shows a value in an error message: at most 40 bytes, control
+-- characters (an error reply cannot hold CR or LF) as '?'.
 local function quote(v)
   v = tostring(v)
   if #v > 40 then v = string.sub(v, 1, 40) .. '...' end
-  return string.format('%q', v)
+  return '"' .. string.gsub(v, '[%c"]', '?') .. '"'
 end
 
 local function field(v, name, max)
   local n = num(v)
   if n == nil or n > max then
-    error('TRIPLINE_CORRUPT field ' .. name .. ' of ' .. H .. ' is ' .. quote(v), 0)
+    error('TRIPLINE_CORRUPT field ' .. name .. ' of ' .. quote(H) .. ' is ' .. quote(v), 0)
   end
   return n
 end

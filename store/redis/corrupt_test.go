@@ -42,6 +42,7 @@ func TestMalformedData(t *testing.T) {
 		{"nan", hset("lw", "nan"), p, all},
 		{"too large", hset("seq", "99999999999999999"), p, all},
 		{"override mode", hset("om", "7"), p, all},
+		{"line breaks", hset("st", "1\r\n-ERR fake\r\n"), p, all},
 		{"hash is a string", func(t *testing.T, f *fakeRedis, _ *redisstore.Store, keys []string) {
 			require.NoError(t, f.Set(keys[0], "x"))
 		}, p, all},
@@ -80,6 +81,7 @@ func TestMalformedData(t *testing.T) {
 				assert.ErrorIs(t, err, redisstore.ErrCorrupt, op)
 				assert.Contains(t, err.Error(), `circuit "c"`, op)
 				assert.Contains(t, err.Error(), "malformed circuit data", op)
+				assert.NotContains(t, err.Error(), "\n", op)
 				var rerr redis.Error
 				assert.True(t, errors.As(err, &rerr), "%s: the Redis error is still there: %v", op, err)
 			}

@@ -17,10 +17,10 @@ import (
 var scriptSHAs = []struct {
 	name, src, sha string
 }{
-	{"admit", lua.Admit, "1884e4128f6497fe9d04556aaa70c3c7d95a4a9e"},
-	{"record", lua.Record, "239113e9657f489a3ca9ab8b0393a8be7157f244"},
-	{"apply", lua.Apply, "3f140c9426250ddf8001316efd6068c4201bfdac"},
-	{"load", lua.Load, "2d94aeab245d30c47b6e85fee8266c9e53a64678"},
+	{"admit", lua.Admit, "81ecb389d951a7657e535016a6f2aa919b466dce"},
+	{"record", lua.Record, "a3bf2c5e7322cd1d337becee10259909a0318c7b"},
+	{"apply", lua.Apply, "ef9355d57a2c1fca8c5b4703c9226648fa7fc5c1"},
+	{"load", lua.Load, "e4dfe174f37c0eb854aebbcb173b65a194c43bbf"},
 }
 
 // TestScriptSHAs checks that each pinned SHA1 is what SCRIPT LOAD answers
