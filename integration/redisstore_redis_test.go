@@ -143,10 +143,10 @@ func onEveryNode(t *testing.T, d deployment, args ...string) {
 // scriptSHAs pins the SHA1 of every script, as store/redis's unit test
 // does; a change to a .lua file must update both, deliberately.
 var scriptSHAs = map[string]string{
-	"admit":  "81ecb389d951a7657e535016a6f2aa919b466dce",
-	"record": "a3bf2c5e7322cd1d337becee10259909a0318c7b",
-	"apply":  "ef9355d57a2c1fca8c5b4703c9226648fa7fc5c1",
-	"load":   "e4dfe174f37c0eb854aebbcb173b65a194c43bbf",
+	"admit":  "bf9b8c39811b7736ae40c5d5f6786a487b2c45a4",
+	"record": "c01ef60b83431891e31e906bd51a775fb822053f",
+	"apply":  "dfcf1e28a00c8af7b02c737a76a9531170b55bd4",
+	"load":   "d7fe3ff9a8b96bf768ae60c2b41e9d08deea078a",
 }
 
 // TestRedisScriptSHAs: real Redis (every node of a Cluster) gives each

@@ -153,7 +153,8 @@ end
 -- leases after a transition; adds the failure (c.failure = {member, time})
 -- and the probe lease (c.lease = {id, expiry}) the call made; trims the
 -- window to the newest c.keep failures; sets every written key's TTL; and
--- publishes the transition.
+-- publishes the transition: "1 <name> <from> <to> <generation> <time>
+-- <cause> <retry at>" (retry at: 0 unless the circuit is open with an end).
 local function save(c, now, probe_timeout)
   if c.purge then
     redis.call('DEL', H, W, P)
@@ -181,7 +182,7 @@ local function save(c, now, probe_timeout)
   if c.lease or c.released then redis.call('PEXPIRE', P, ms) end
   if c.tr then
     redis.call('PUBLISH', CHANNEL, '1 ' .. ENC .. ' ' .. c.tr.from .. ' ' .. c.tr.to .. ' ' ..
-      fmt(c.tr.g) .. ' ' .. fmt(now) .. ' ' .. c.tr.cause)
+      fmt(c.tr.g) .. ' ' .. fmt(now) .. ' ' .. c.tr.cause .. ' ' .. fmt(c.ra))
   end
 end
 

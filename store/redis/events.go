@@ -21,6 +21,10 @@ type Event struct {
 	// Cause is what made it: "timeout" (open to half-open), "outcome" (a
 	// recorded failure or probe), "reset", "force-open" or "force-close".
 	Cause string
+	// RetryAt is, when To is open, the Redis time from which a probe will be
+	// admitted (the end of the open timeout or of a ForceOpen TTL); zero
+	// otherwise and for a ForceOpen without expiry.
+	RetryAt time.Time
 }
 
 // watchBuffer is how many events Watch holds for a slow reader before the
@@ -82,11 +86,11 @@ func (s *Store) Watch(ctx context.Context, names ...string) (<-chan Event, error
 	return out, nil
 }
 
-// decodeEvent parses the message the scripts publish:
-// "1 <encoded name> <from> <to> <generation> <time us> <cause>".
+// decodeEvent parses the message the scripts publish: "1 <encoded name>
+// <from> <to> <generation> <time us> <cause> <retry at us, or 0>".
 func decodeEvent(payload string) (Event, error) {
 	f := strings.Split(payload, " ")
-	if len(f) != 7 || f[0] != "1" {
+	if len(f) != 8 || f[0] != "1" {
 		return Event{}, fmt.Errorf("malformed transition %.80q", payload)
 	}
 	name, err := decodeName(f[1])
@@ -97,10 +101,15 @@ func decodeEvent(payload string) (Event, error) {
 	to, err2 := parseState(f[3])
 	gen, err3 := strconv.ParseUint(f[4], 10, 64)
 	at, err4 := strconv.ParseInt(f[5], 10, 64)
-	if err := errors.Join(err1, err2, err3, err4); err != nil || gen == 0 || at <= 0 || !validCause(f[6]) {
+	retry, err5 := strconv.ParseInt(f[7], 10, 64)
+	if err := errors.Join(err1, err2, err3, err4, err5); err != nil || gen == 0 || at <= 0 || retry < 0 || !validCause(f[6]) {
 		return Event{}, fmt.Errorf("malformed transition %.80q", payload)
 	}
-	return Event{Name: name, From: from, To: to, Generation: gen, At: time.UnixMicro(at), Cause: f[6]}, nil
+	ev := Event{Name: name, From: from, To: to, Generation: gen, At: time.UnixMicro(at), Cause: f[6]}
+	if retry > 0 {
+		ev.RetryAt = time.UnixMicro(retry)
+	}
+	return ev, nil
 }
 
 func parseState(v string) (breaker.State, error) {

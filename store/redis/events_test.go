@@ -55,20 +55,24 @@ func TestWatch(t *testing.T) {
 	require.NoError(t, err)
 	_, err = s.Apply(ctx, "c", breaker.Command{Kind: breaker.CommandForceClose})
 	require.NoError(t, err)
+	_, err = s.Apply(ctx, "c", breaker.Command{Kind: breaker.CommandForceOpen, TTL: time.Minute})
+	require.NoError(t, err)
 
 	closed, open, half := breaker.StateClosed, breaker.StateOpen, breaker.StateHalfOpen
 	want := []redisstore.Event{
-		{Name: "c", From: closed, To: open, Generation: 1, Cause: "outcome", At: tripped},
+		{Name: "c", From: closed, To: open, Generation: 1, Cause: "outcome", At: tripped, RetryAt: tripped.Add(p.Timeout)},
 		{Name: "c", From: open, To: half, Generation: 2, Cause: "timeout", At: f.Now()},
 		{Name: "c", From: half, To: closed, Generation: 3, Cause: "outcome", At: f.Now()},
 		{Name: "c", From: closed, To: closed, Generation: 4, Cause: "reset", At: f.Now()},
-		{Name: "c", From: closed, To: open, Generation: 5, Cause: "force-open", At: f.Now()},
+		{Name: "c", From: closed, To: open, Generation: 5, Cause: "force-open", At: f.Now()}, // no end: no RetryAt
 		{Name: "c", From: open, To: closed, Generation: 6, Cause: "force-close", At: f.Now()},
+		{Name: "c", From: closed, To: open, Generation: 7, Cause: "force-open", At: f.Now(), RetryAt: f.Now().Add(time.Minute)},
 	}
 	for _, w := range want {
 		ev := next(t, events)
 		assert.True(t, w.At.Equal(ev.At), "At: want %s, got %s", w.At, ev.At)
-		ev.At = w.At
+		assert.True(t, w.RetryAt.Equal(ev.RetryAt), "RetryAt: want %s, got %s", w.RetryAt, ev.RetryAt)
+		ev.At, ev.RetryAt = w.At, w.RetryAt
 		assert.Equal(t, w, ev)
 	}
 
@@ -129,25 +133,27 @@ func TestWatchSkipsMalformedMessages(t *testing.T) {
 	bad := []string{
 		"",
 		"hello",
-		"1 YQ 0 1 1 1",               // no cause
-		"2 YQ 0 1 1 1 outcome",       // unknown version
-		"1 Y! 0 1 1 1 outcome",       // name not base64url
-		"1 YQ== 0 1 1 1 outcome",     // padded
-		"1  0 1 1 1 outcome",         // empty name
-		"1 YQ 0 3 1 1 outcome",       // no such state
-		"1 YQ 0 1 0 1 outcome",       // generation 0
-		"1 YQ 0 1 -1 1 outcome",      // negative
-		"1 YQ 0 1 1 x outcome",       // time
-		"1 YQ 0 1 1 1 because",       // unknown cause
-		"1 YQ 0 1 1 1 outcome extra", // too many fields
-		"1 YQ 0 1 99999999999999999999999 1 outcome",
+		"1 YQ 0 1 1 1 0",              // no cause
+		"1 YQ 0 1 1 1 outcome",        // no retry time
+		"2 YQ 0 1 1 1 outcome 0",      // unknown version
+		"1 Y! 0 1 1 1 outcome 0",      // name not base64url
+		"1 YQ== 0 1 1 1 outcome 0",    // padded
+		"1  0 1 1 1 outcome 0",        // empty name
+		"1 YQ 0 3 1 1 outcome 0",      // no such state
+		"1 YQ 0 1 0 1 outcome 0",      // generation 0
+		"1 YQ 0 1 -1 1 outcome 0",     // negative
+		"1 YQ 0 1 1 x outcome 0",      // time
+		"1 YQ 0 1 1 1 outcome -5",     // retry time
+		"1 YQ 0 1 1 1 because 0",      // unknown cause
+		"1 YQ 0 1 1 1 outcome 0 more", // too many fields
+		"1 YQ 0 1 99999999999999999999999 1 outcome 0",
 	}
 	for _, msg := range bad {
 		f.Publish(s.Channel(), msg)
 	}
-	f.Publish(s.Channel(), "1 YQ 0 1 7 1000000 outcome")
+	f.Publish(s.Channel(), "1 YQ 0 1 7 1000000 outcome 2000000")
 	ev := next(t, events)
 	assert.Equal(t, redisstore.Event{Name: "a", From: breaker.StateClosed, To: breaker.StateOpen,
-		Generation: 7, At: time.UnixMicro(1000000), Cause: "outcome"}, ev)
+		Generation: 7, At: time.UnixMicro(1000000), Cause: "outcome", RetryAt: time.UnixMicro(2000000)}, ev)
 	assert.Equal(t, len(bad), bytes.Count([]byte(logs.String()), []byte("skipped a message")), logs.String())
 }

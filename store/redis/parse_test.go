@@ -52,9 +52,9 @@ func FuzzParseReply(f *testing.F) {
 // FuzzDecodeEvent: any message either decodes into an event whose name
 // round-trips through the key encoding, or is an error; never a panic.
 func FuzzDecodeEvent(f *testing.F) {
-	f.Add("1 YQ 0 1 1 1000000 outcome")
-	f.Add("1 w7wgeyB9 2 0 99 1700000000000000 timeout")
-	f.Add("1 YQ 0 1 0 1 outcome")
+	f.Add("1 YQ 0 1 1 1000000 outcome 2000000")
+	f.Add("1 w7wgeyB9 2 0 99 1700000000000000 timeout 0")
+	f.Add("1 YQ 0 1 0 1 outcome 0")
 	f.Add("")
 	f.Fuzz(func(t *testing.T, msg string) {
 		ev, err := decodeEvent(msg)

@@ -17,10 +17,10 @@ import (
 var scriptSHAs = []struct {
 	name, src, sha string
 }{
-	{"admit", lua.Admit, "81ecb389d951a7657e535016a6f2aa919b466dce"},
-	{"record", lua.Record, "a3bf2c5e7322cd1d337becee10259909a0318c7b"},
-	{"apply", lua.Apply, "ef9355d57a2c1fca8c5b4703c9226648fa7fc5c1"},
-	{"load", lua.Load, "e4dfe174f37c0eb854aebbcb173b65a194c43bbf"},
+	{"admit", lua.Admit, "bf9b8c39811b7736ae40c5d5f6786a487b2c45a4"},
+	{"record", lua.Record, "c01ef60b83431891e31e906bd51a775fb822053f"},
+	{"apply", lua.Apply, "dfcf1e28a00c8af7b02c737a76a9531170b55bd4"},
+	{"load", lua.Load, "d7fe3ff9a8b96bf768ae60c2b41e9d08deea078a"},
 }
 
 // TestScriptSHAs checks that each pinned SHA1 is what SCRIPT LOAD answers
