@@ -29,7 +29,8 @@ type Breaker struct {
 
 // New returns a Breaker for the circuit called name. It returns an error,
 // never panics, for a name that is empty, longer than MaxNameLen bytes or
-// not valid UTF-8, and for a Config with negative fields.
+// not valid UTF-8, and for a Config with negative fields or an unknown
+// Degraded mode.
 func New(name string, cfg Config) (*Breaker, error) {
 	return newBreaker(name, cfg, time.Now)
 }

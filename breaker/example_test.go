@@ -240,3 +240,51 @@ func ExampleBreaker_ForceOpen() {
 	// tripline: circuit "mail" is open
 	// <nil>
 }
+
+// downStore is a Store that cannot answer, like a Redis that is down.
+type downStore struct{}
+
+var errDown = errors.New("dial tcp 10.0.0.7:6379: connection refused")
+
+func (downStore) Admit(context.Context, string, breaker.Policy) (breaker.Admission, error) {
+	return breaker.Admission{}, errDown
+}
+
+func (downStore) Record(context.Context, string, breaker.Policy, breaker.Outcome) (breaker.Result, error) {
+	return breaker.Result{}, errDown
+}
+
+func (downStore) Apply(context.Context, string, breaker.Command) (breaker.Result, error) {
+	return breaker.Result{}, errDown
+}
+
+func (downStore) Load(context.Context, string) (breaker.Snapshot, error) {
+	return breaker.Snapshot{}, errDown
+}
+
+// When the shared store cannot answer, Config.Degraded decides. By default
+// (FallbackLocal) a breaker in the process takes over; FailClosed rejects
+// calls with a *StoreError, which is not ErrOpen.
+func ExampleDegradedMode() {
+	ctx := context.Background()
+	call := func(context.Context) error { return nil }
+
+	local, err := breaker.New("payments", breaker.Config{Store: downStore{}})
+	if err != nil {
+		panic(err)
+	}
+	err = local.Do(ctx, call)
+	s, _ := local.Snapshot(ctx)
+	fmt.Printf("fallback-local: err=%v state=%s degraded=%t\n", err, s.State, s.Degraded)
+
+	strict, err := breaker.New("payments", breaker.Config{Store: downStore{}, Degraded: breaker.FailClosed})
+	if err != nil {
+		panic(err)
+	}
+	err = strict.Do(ctx, call)
+	var se *breaker.StoreError
+	fmt.Println("fail-closed: store error:", errors.As(err, &se), "open:", errors.Is(err, breaker.ErrOpen))
+	// Output:
+	// fallback-local: err=<nil> state=closed degraded=true
+	// fail-closed: store error: true open: false
+}
