@@ -7,21 +7,8 @@ import (
 	"strings"
 )
 
-// Key layout. Every key of one circuit shares one hash tag, so every script
-// touches one hash slot and Redis Cluster can run it:
-//
-//	<prefix>:{<name>}        hash: the circuit's state
-//	<prefix>:{<name>}:w      sorted set: the newest failure times (window mode)
-//	<prefix>:{<name>}:p      sorted set: probe leases (half-open)
-//	<prefix>:{<name>}:r:<id> string: the reply of one call, kept briefly so a
-//	                         retried call gets the same answer
-//
-// where <name> is the circuit's name in unpadded base64url. That encoding
-// has no '{', '}' or ':' in it, is reversible (List decodes it) and maps
-// distinct names to distinct tags, so no name can reach another circuit's
-// keys or slot. A prefix may hold no '{' or '}', so the first '{' of a key
-// is the one after the prefix: a key names exactly one prefix and one
-// circuit. Pub/sub transitions go to the channel <prefix>:events.
+// The key layout is described in the package documentation; keysFor is the
+// one place keys are built.
 
 // nameEncoding is unpadded base64url; decoding is strict, so each name has
 // exactly one encoding.

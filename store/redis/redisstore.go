@@ -1,40 +1,71 @@
 // Package redisstore is a breaker.Store in Redis: every replica of a service
-// that points its Breakers at the same Redis (and prefix) shares each
-// circuit, and they behave as one breaker.
+// that points its Breakers at the same Redis (and prefix) shares each circuit,
+// and they behave as one breaker. It works with a single Redis, Redis Cluster
+// and Sentinel (a failover client), through go-redis's UniversalClient.
 //
 // # Consistency
 //
-// Each decision is one Lua script call, atomic in Redis: Admit (read the
-// state, move open to half-open once RetryAt has passed, lease a probe),
-// Record (count an outcome, trip, close, release the lease) and Apply
+// Each decision is one Lua script call (scripts/lua), atomic in Redis: Admit
+// (read the state, move open to half-open once RetryAt has passed, lease a
+// probe), Record (count an outcome, trip, close, release the lease) and Apply
 // (reset, force open, force close). Nothing is locked between calls and
-// nothing is held while the protected function runs. Time is Redis TIME,
-// read inside the scripts, so replicas with skewed clocks agree; times are
-// kept in microseconds. A missing circuit is closed, generation 0.
+// nothing is held while the protected function runs. Time is Redis TIME, read
+// inside the scripts and kept in microseconds; the client's clock is never
+// used, so replicas with skewed clocks agree. A missing circuit (never
+// written, or expired) is closed, generation 0. The scripts follow
+// breaker's memory store step for step.
 //
-// # Keys and expiry
+// # Keys
 //
-// All keys of a circuit share one hash tag (see keysFor), so the scripts
-// run on Redis Cluster. Every key has a TTL: an idle circuit (closed,
-// nothing in its window, no override) disappears WithIdleTTL after its last
-// write; an open circuit lives at least until RetryAt plus the idle TTL; an
-// override until its end plus the idle TTL (an override without an end is
-// refreshed while calls see it).
+// Every key of a circuit shares one hash tag, so each script touches one
+// hash slot and runs on Redis Cluster:
+//
+//	<prefix>:{<name>}        hash: state, generation, counters, override (who, why, when)
+//	<prefix>:{<name>}:w      sorted set: the newest FailureThreshold failure times (window mode)
+//	<prefix>:{<name>}:p      sorted set: probe permits and their expiry (half-open)
+//	<prefix>:{<name>}:r:<id> string: the reply of one call, for a retry of it
+//	<prefix>:events          pub/sub channel of every transition
+//
+// <name> is the circuit's name in unpadded base64url: reversible (List
+// decodes it), free of '{', '}' and ':', and distinct for distinct names, so
+// no name (256 bytes, Unicode, braces) can reach another circuit's keys or
+// choose its slot. A prefix holds no '{' or '}', so a key belongs to exactly
+// one prefix.
+//
+// # Expiry
+//
+// Every key has a TTL: an idle circuit (closed, nothing in its window, no
+// override) disappears WithIdleTTL after its last write (plus the failure
+// window in window mode, plus ProbeTimeout while half-open); an open circuit
+// lives at least until RetryAt plus the idle TTL; an override until its end
+// plus the idle TTL, and an override without an end is refreshed while
+// calls see it.
 //
 // # Retries
 //
-// go-redis retries a command after a read timeout or a lost connection, so
-// a script whose reply was lost can run twice. Every write script carries a
+// go-redis retries a command after a read timeout or a lost connection, so a
+// script whose reply was lost can run twice. Every write script carries a
 // call id; a call that changed the circuit leaves its reply under that id
 // for WithReplyTTL, and a second run with the same id returns it without
-// changing anything. No failure is counted twice and no probe leased twice.
+// changing anything: no failure is counted twice, no probe leased twice, and
+// the transition is still reported to the caller that made it.
+//
+// # Errors
+//
+// A store error is never read as "no state": every method returns an error
+// that names the operation and the circuit and wraps the Redis error. Data
+// in a circuit's keys that no script wrote (a hand-made HSET, a key of
+// another type) gives an error matching ErrCorrupt and changes nothing;
+// Apply with CommandReset repairs the circuit.
 //
 // # Transitions
 //
-// Every transition (also those made by Apply) is published by the script
-// that made it on the channel "<prefix>:events"; Watch follows them.
+// Every transition (also those made by Apply, also a reset of a closed
+// circuit) is published by the script that made it on "<prefix>:events";
+// Watch follows them.
 //
-// Redis 5.0 or newer is needed (scripts that read TIME and then write).
+// Redis 5.0 or newer is needed (scripts that read TIME, then write); the
+// tests run against Redis 7.0 and miniredis.
 package redisstore
 
 import (
@@ -143,8 +174,10 @@ func WithReplyTTL(d time.Duration) Option { return func(o *options) { o.replyTTL
 // default: no logging
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
 
-// New returns a Store on client: a *redis.Client, *redis.ClusterClient, a
-// failover client or a *redis.Ring. It never fails: a nil client or a bad
+// New returns a Store on client: a *redis.Client, a *redis.ClusterClient or a
+// failover (Sentinel) client. (A *redis.Ring keeps each circuit on one shard,
+// but its shards do not share pub/sub, so Watch would hear only some
+// transitions; it is not tested.) New never fails: a nil client or a bad
 // option makes every call of the Store return an error saying so.
 func New(client redis.UniversalClient, opts ...Option) *Store {
 	o := options{prefix: DefaultPrefix, idleTTL: DefaultIdleTTL, replyTTL: DefaultReplyTTL}
@@ -279,7 +312,9 @@ func appendPolicy(args []any, p breaker.Policy) []any {
 		p.SuccessThreshold, p.HalfOpenMaxCalls, us(p.ProbeTimeout))
 }
 
-// Admit implements breaker.Store.
+// Admit implements breaker.Store: one script call that reads the circuit,
+// moves it from open to half-open once RetryAt has passed, and leases a
+// probe permit while half-open.
 func (s *Store) Admit(ctx context.Context, name string, p breaker.Policy) (breaker.Admission, error) {
 	if err := s.check("admit", name); err != nil {
 		return breaker.Admission{}, err
@@ -312,7 +347,9 @@ func (s *Store) Admit(ctx context.Context, name string, p breaker.Policy) (break
 	return a, nil
 }
 
-// Record implements breaker.Store.
+// Record implements breaker.Store: one script call that counts the outcome
+// (or ignores it: a stale generation, an unheld probe) and makes at most one
+// transition.
 func (s *Store) Record(ctx context.Context, name string, p breaker.Policy, o breaker.Outcome) (breaker.Result, error) {
 	if err := s.check("record", name); err != nil {
 		return breaker.Result{}, err
@@ -333,7 +370,10 @@ func (s *Store) Record(ctx context.Context, name string, p breaker.Policy, o bre
 	return s.result("record", name, v)
 }
 
-// Apply implements breaker.Store.
+// Apply implements breaker.Store: one script call. Actor and Reason (at most
+// MaxNoteLen bytes each) are kept with an override, with the Redis time it
+// was set. With Command.IfExists, a circuit Redis holds nothing for gives an
+// error matching breaker.ErrUnknownCircuit.
 func (s *Store) Apply(ctx context.Context, name string, c breaker.Command) (breaker.Result, error) {
 	if err := s.check("apply", name); err != nil {
 		return breaker.Result{}, err
@@ -387,7 +427,7 @@ func (s *Store) result(op, name, v string) (breaker.Result, error) {
 	}, nil
 }
 
-// Load implements breaker.Store.
+// Load implements breaker.Store: one read-only script call.
 func (s *Store) Load(ctx context.Context, name string) (breaker.Snapshot, error) {
 	if err := s.check("load", name); err != nil {
 		return breaker.Snapshot{}, err
