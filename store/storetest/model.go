@@ -20,10 +20,10 @@ import (
 	"github.com/tripline/tripline/breaker"
 )
 
-// RunModel checks a store against a model of the circuit breaker: a few
-// dozen lines of plain Go in this file, written from the package breaker
-// documentation and the breaker.Store contract, that share no code with any
-// store. It is a pgregory.net/rapid state-machine test: each check draws a
+// RunModel checks a store against a model of the circuit breaker: about
+// two hundred lines of plain Go in this file (admit, record, apply, expect),
+// written from the package breaker documentation and the breaker.Store
+// contract, that share no code with any store. It is a pgregory.net/rapid state-machine test: each check draws a
 // Policy and runs a random sequence of steps on two circuits through three
 // replicas (Harness.Store and two from Harness.NewReplica):
 //
@@ -41,8 +41,9 @@ import (
 //
 // Every answer must be the one the model predicts: Admission, Result and
 // error exactly (probe ids aside, which the model only requires to be
-// non-zero and never reused on a circuit), and after every step Load of
-// each circuit, with every field and time of the Snapshot. On top of that
+// non-zero and never reused on a circuit), and after every step Load of one
+// of the circuits (each in turn), with every field and time of the
+// Snapshot. On top of that
 // equality it checks, with a message of its own:
 //
 //   - at most HalfOpenMaxCalls probe permits are held;
@@ -127,7 +128,8 @@ func setChecks(t *testing.T, n int) {
 const unset time.Duration = math.MinInt64
 
 // The model's times are offsets from the store's time at the start of the
-// check (the model's now is 0 then).
+// check (the model's now is 0 then), which it learns from the Override.At of
+// a circuit it forces open.
 
 // circuit is the model of one circuit.
 type circuit struct {
@@ -481,8 +483,8 @@ func (r *modelRun) view(s breaker.Snapshot) view {
 
 // Checks shared by every step.
 
-// checkGeneration checks that an answer's generation is the model's and
-// not older than any seen before on c.
+// checkGeneration checks that an answer's generation is not older than any
+// seen before on c (equality with the model's is checked with the answer).
 func (r *modelRun) checkGeneration(c *circuit, gen uint64, what string) {
 	r.t.Helper()
 	require.GreaterOrEqual(r.t, gen, c.seenGen, "%s: %s: the generation went back", c.name, what)
