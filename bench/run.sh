@@ -2,9 +2,10 @@
 # run.sh runs tripline's benchmarks side by side with sony/gobreaker v2 and
 # summarises them with benchstat.
 #
-#   bench/run.sh [out]     raw results go to out (default bench/results.txt),
-#                          the benchstat summary to out.benchstat, the
-#                          Markdown table (medians, ratios, allocs) to out.md
+#   bench/run.sh [out.txt]  raw results go to out.txt (default
+#                           bench/results.txt), benchstat's summary to
+#                           out-benchstat.txt, the Markdown tables (medians,
+#                           ratios, allocs) to out-table.txt
 #
 # Environment: ROUNDS (default 10) x COUNT (default 1) samples per benchmark,
 # BENCH (default .) the -bench regexp, BENCHTIME (default 1s).
@@ -15,6 +16,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 out=${1:-results.txt}
+base=${out%.txt}
 rounds=${ROUNDS:-10} count=${COUNT:-1} bench=${BENCH:-.} benchtime=${BENCHTIME:-1s}
 benchstat=(go run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da)
 
@@ -31,6 +33,7 @@ fi
 go test -c -o "$bin" .
 {
 	echo "tripline-commit: $commit"
+	echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 	echo "go: $(go env GOVERSION)"
 	echo "nproc: $(nproc)"
 } >"$out"
@@ -39,5 +42,5 @@ for ((i = 1; i <= rounds; i++)); do
 	"$bin" -test.run XXX -test.bench "$bench" -test.benchmem -test.count "$count" \
 		-test.benchtime "$benchtime" | tee -a "$out"
 done
-"${benchstat[@]}" -col /impl "$out" | tee "$out.benchstat"
-"${benchstat[@]}" -format csv -col /impl "$out" 2>/dev/null | awk -f table.awk | tee "$out.md"
+"${benchstat[@]}" -col /impl "$out" | tee "$base-benchstat.txt"
+"${benchstat[@]}" -format csv -col /impl "$out" 2>/dev/null | awk -f table.awk | tee "$base-table.txt"
