@@ -1,0 +1,107 @@
+//go:build integration
+
+package integration
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+
+	"github.com/tripline/tripline/internal/redisserver"
+)
+
+// Faults a TCP proxy between the replicas and Redis makes: slow replies,
+// replies lost after the server ran the script, connections reset. The
+// admin store (used for the checks) talks to the server directly.
+
+// proxyFleet starts a server, a proxy in front of it, and the standard
+// four replicas connected through the proxy.
+func proxyFleet(t *testing.T) (*redisserver.Proxy, *faultFleet) {
+	t.Helper()
+	srv := redisserver.StartSingle(t)
+	proxy := redisserver.StartProxy(t, srv.Addr())
+	f := newFaultFleet(t, redis.NewClient(faultOptions(srv.Addr(), 1)),
+		standardReplicas(func() redis.UniversalClient { return redis.NewClient(faultOptions(proxy.Addr(), 1)) }))
+	return proxy, f
+}
+
+// TestFaultProxySlowReplies delays every reply by 20ms, less than the
+// clients' 50ms read timeout: calls get slower by about one delay per
+// round trip (two for a call that runs: Admit and Record) and nothing
+// fails.
+func TestFaultProxySlowReplies(t *testing.T) {
+	proxy, f := proxyFleet(t)
+	const delay = 20 * time.Millisecond
+	runFault(t, f, func() faultReport {
+		proxy.SetLatency(delay)
+		time.Sleep(time.Second) // the slow spell
+		proxy.SetLatency(0)
+		f.setPhase(phaseAfter)
+		return faultReport{fault: "proxy-latency-20ms", injected: 1}
+	})
+	assert.Zero(t, f.storeErrors(), "store errors with replies slower than usual but within the timeout")
+	assert.Zero(t, f.degraded.Load())
+	lat := f.latencies("all", phaseFault)
+	assert.LessOrEqual(t, pct(lat, 99), 2*delay+25*time.Millisecond, "p99 added latency: two round trips of 20ms")
+}
+
+// TestFaultProxyTimeouts delays every reply by 80ms, more than the
+// clients' read timeout: every store call times out after its script ran
+// (its retry too), so breakers serve their degraded modes; the scripts'
+// call ids keep a retried Record from counting a failure twice.
+func TestFaultProxyTimeouts(t *testing.T) {
+	proxy, f := proxyFleet(t)
+	runFault(t, f, func() faultReport {
+		proxy.SetLatency(80 * time.Millisecond)
+		time.Sleep(time.Second) // the slow spell
+		proxy.SetLatency(0)
+		f.setPhase(phaseAfter)
+		return faultReport{fault: "proxy-latency-80ms", injected: 1}
+	})
+	assert.Positive(t, f.episodes.Load(), "no degraded episode while every reply came too late")
+}
+
+// TestFaultProxyLostReplies loses replies after the server ran the
+// command: six times every connection open at that moment goes mute
+// (MuteOpen: the client times out, retries on a new connection, and the
+// script runs a second time with the same call id), then for 300ms every
+// reply is lost (DropReplies). The ledger circuit must count each failure
+// once: at least every failure the store acknowledged, at most every
+// failure the breakers tried to record.
+func TestFaultProxyLostReplies(t *testing.T) {
+	proxy, f := proxyFleet(t)
+	runFault(t, f, func() faultReport {
+		for range 6 {
+			proxy.MuteOpen()
+			time.Sleep(100 * time.Millisecond)
+		}
+		proxy.DropReplies(true)
+		time.Sleep(300 * time.Millisecond)
+		proxy.DropReplies(false)
+		f.setPhase(phaseAfter)
+		st := proxy.Stats()
+		return faultReport{fault: "proxy-lost-replies", injected: 7,
+			extra: fmt.Sprintf("droppedBytes=%d connections=%d", st.DroppedBytes, st.Accepted)}
+	})
+	assert.Positive(t, proxy.Stats().DroppedBytes, "no reply was lost")
+}
+
+// TestFaultProxyResets resets every connection (TCP RST) ten times under
+// load: go-redis retries the command on a new connection and Watch
+// re-subscribes.
+func TestFaultProxyResets(t *testing.T) {
+	proxy, f := proxyFleet(t)
+	runFault(t, f, func() faultReport {
+		for range 10 {
+			proxy.ResetAll()
+			time.Sleep(80 * time.Millisecond)
+		}
+		f.setPhase(phaseAfter)
+		return faultReport{fault: "proxy-resets", injected: 10,
+			extra: fmt.Sprintf("connectionsReset=%d", proxy.Stats().Reset)}
+	})
+	assert.Positive(t, proxy.Stats().Reset)
+}
