@@ -76,17 +76,9 @@ func (b *Breaker) Policy() Policy { return b.policy }
 type ticket struct {
 	generation uint64
 	probe      uint64
-	start      time.Duration // monotonic(), when the call was admitted
 	ep         *episode      // non-nil: admitted degraded, during this episode
 }
 
-// clockBase anchors monotonic. time.Since of a Time that carries a monotonic
-// reading reads only the monotonic clock, which costs about half of what
-// time.Now (wall and monotonic) does: calls are timed twice on the hot path.
-var clockBase = time.Now()
-
-// monotonic returns the monotonic time elapsed since clockBase.
-func monotonic() time.Duration { return time.Since(clockBase) }
 
 // admit asks the store whether a call may run, or during a degraded episode
 // decides without it.
@@ -114,7 +106,7 @@ func (b *Breaker) admitted(ctx context.Context, a Admission) (ticket, error) {
 	if !a.Allowed {
 		return ticket{}, &OpenError{Name: b.name, State: a.State, RetryAfter: a.RetryAfter}
 	}
-	return ticket{generation: a.Generation, probe: a.Probe, start: monotonic()}, nil
+	return ticket{generation: a.Generation, probe: a.Probe}, nil
 }
 
 // record reports the outcome of an admitted call to the store that admitted
@@ -133,7 +125,7 @@ func (b *Breaker) record(ctx context.Context, t ticket, err error, panicked bool
 		// The caller gave up, but the outcome still happened: count it.
 		ctx = context.WithoutCancel(ctx)
 	}
-	o := Outcome{Kind: kind, Generation: t.generation, Probe: t.probe, Duration: monotonic() - t.start}
+	o := Outcome{Kind: kind, Generation: t.generation, Probe: t.probe}
 	if t.ep != nil {
 		b.recordDegraded(ctx, t.ep, o)
 		return

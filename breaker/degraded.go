@@ -250,7 +250,7 @@ func (b *Breaker) serveDegraded(ctx context.Context, ep *episode, cause error) (
 	b.degradedCalls.Add(1)
 	switch b.mode {
 	case FailOpen:
-		return ticket{ep: ep, start: monotonic()}, nil
+		return ticket{ep: ep}, nil
 	case FailClosed:
 		if cause == nil {
 			cause = ep.err()
@@ -266,7 +266,7 @@ func (b *Breaker) serveDegraded(ctx context.Context, ep *episode, cause error) (
 	if !a.Allowed {
 		return ticket{}, &OpenError{Name: b.name, State: a.State, RetryAfter: a.RetryAfter}
 	}
-	return ticket{generation: a.Generation, probe: a.Probe, start: monotonic(), ep: ep}, nil
+	return ticket{generation: a.Generation, probe: a.Probe, ep: ep}, nil
 }
 
 // recordDegraded counts the outcome of a call admitted during an episode:

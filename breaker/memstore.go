@@ -15,12 +15,17 @@ import (
 // scripts follow.
 type memStore struct {
 	now      func() time.Time
-	mu       sync.RWMutex
-	circuits map[string]*memCircuit
+	circuits sync.Map // string -> *memCircuit; read without a lock
 	probeSeq atomic.Uint64
 }
 
 type memCircuit struct {
+	// hot is what the closed-state success path needs to know, published
+	// when the lock is released (unlock): generation<<2 | hotClosed |
+	// hotNoFailures. Admit of a closed circuit and Record of a success that
+	// would change nothing read it and take no lock.
+	hot         atomic.Uint64
+	hotWindow   atomic.Int64 // lastWindow, readable without the lock
 	mu          sync.Mutex
 	state       State
 	generation  uint64
@@ -50,28 +55,41 @@ func newMemStore(now func() time.Time) *memStore {
 	if now == nil {
 		now = time.Now
 	}
-	return &memStore{now: now, circuits: make(map[string]*memCircuit)}
+	return &memStore{now: now}
 }
 
 func (s *memStore) lookup(name string) *memCircuit {
-	s.mu.RLock()
-	c := s.circuits[name]
-	s.mu.RUnlock()
-	return c
+	if c, ok := s.circuits.Load(name); ok {
+		return c.(*memCircuit)
+	}
+	return nil
 }
 
 func (s *memStore) lookupOrCreate(name string) *memCircuit {
 	if c := s.lookup(name); c != nil {
 		return c
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	c := s.circuits[name]
-	if c == nil {
-		c = &memCircuit{}
-		s.circuits[name] = c
+	c, _ := s.circuits.LoadOrStore(name, &memCircuit{})
+	return c.(*memCircuit)
+}
+
+const (
+	hotClosed     = 1 << 0 // closed (forced closed or not): Admit admits
+	hotNoFailures = 1 << 1 // no consecutive failures: a success changes nothing
+)
+
+// unlock publishes hot and releases the lock.
+func (c *memCircuit) unlock() {
+	h := c.generation << 2
+	if c.state == StateClosed {
+		h |= hotClosed
 	}
-	return c
+	if c.failures == 0 {
+		h |= hotNoFailures
+	}
+	c.hot.Store(h)
+	c.hotWindow.Store(int64(c.lastWindow))
+	c.mu.Unlock()
 }
 
 // Admit implements Store.
@@ -83,8 +101,11 @@ func (s *memStore) Admit(_ context.Context, name string, p Policy) (Admission, e
 	if c == nil {
 		return Admission{Allowed: true, State: StateClosed}, nil
 	}
+	if h := c.hot.Load(); h&hotClosed != 0 && c.hotWindow.Load() == int64(p.FailureWindow) {
+		return Admission{Allowed: true, State: StateClosed, Generation: h >> 2}, nil
+	}
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	defer c.unlock()
 	c.lastWindow = p.FailureWindow
 	if c.state == StateClosed {
 		// Closed admits every call, forced closed or not: no clock needed.
@@ -138,8 +159,12 @@ func (s *memStore) Record(_ context.Context, name string, p Policy, o Outcome) (
 		}
 		c = s.lookupOrCreate(name)
 	}
+	if o.Kind == OutcomeSuccess && c.hot.Load() == o.Generation<<2|hotClosed|hotNoFailures &&
+		c.hotWindow.Load() == int64(p.FailureWindow) {
+		return Result{State: StateClosed, Generation: o.Generation}, nil
+	}
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	defer c.unlock()
 	c.lastWindow = p.FailureWindow
 	r := Result{State: c.state, Generation: c.generation}
 	if o.Generation != c.generation {
@@ -206,7 +231,7 @@ func (s *memStore) Apply(_ context.Context, name string, cmd Command) (Result, e
 		c = s.lookupOrCreate(name)
 	}
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	defer c.unlock()
 	now := s.now()
 	to := StateClosed
 	if mode == OverrideForceOpen {
@@ -234,7 +259,7 @@ func (s *memStore) Load(_ context.Context, name string) (Snapshot, error) {
 		return Snapshot{Name: name}, nil
 	}
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	defer c.unlock()
 	now := s.now()
 	snap := Snapshot{
 		Name:        name,

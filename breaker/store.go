@@ -87,7 +87,7 @@ type Outcome struct {
 	Kind       OutcomeKind   // how the call ended
 	Generation uint64        // from the Admission
 	Probe      uint64        // from the Admission
-	Duration   time.Duration // how long the call ran, on the caller's monotonic clock (for slow-call kinds; unused so far)
+	Duration   time.Duration // reserved for slow-call kinds: how long the call ran; Breaker leaves it 0 until a policy uses it
 }
 
 // Result is a Store's answer to Record and Apply.
