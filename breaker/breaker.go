@@ -76,9 +76,8 @@ func (b *Breaker) Policy() Policy { return b.policy }
 type ticket struct {
 	generation uint64
 	probe      uint64
-	ep         *episode      // non-nil: admitted degraded, during this episode
+	ep         *episode // non-nil: admitted degraded, during this episode
 }
-
 
 // admit asks the store whether a call may run, or during a degraded episode
 // decides without it.
