@@ -303,6 +303,12 @@ type faultFleet struct {
 	watchCtx context.Context
 	endWatch context.CancelFunc
 	healedAt time.Time
+	// deafWatch, when set, names a known bug that keeps Watch deaf after
+	// this fault: checkWatchers then logs deaf watchers instead of failing.
+	deafWatch string
+	deaf      []int // replicas whose Watch was deaf at the end
+
+	ledgerCounted int // the ledger's failures in Redis at the end
 }
 
 // newFaultFleet builds the replicas, forces the held circuit open through
@@ -629,6 +635,7 @@ func (f *faultFleet) checkHealthy(watchTimeout time.Duration) time.Duration {
 	ledger, err := f.admin.Load(ctx, circuitNames[cLedger])
 	require.NoError(t, err)
 	ok, bad := f.ledgerOK.Load(), f.ledgerErr.Load()
+	f.ledgerCounted = ledger.Failures
 	if int64(ledger.Failures) > ok+bad {
 		f.wrong("ledger counted a failure twice")
 		t.Errorf("ledger: %d failures counted, but only %d recorded (%d answered, %d errors)", ledger.Failures, ok+bad, ok, bad)
@@ -666,6 +673,11 @@ func (f *faultFleet) checkWatchers(timeout time.Duration) time.Duration {
 				if r.lastPing.Load() != res.Generation {
 					deaf = append(deaf, r.id)
 				}
+			}
+			f.deaf = deaf
+			if f.deafWatch != "" {
+				t.Logf("KNOWN BUG: Watch of replicas %v delivered no transition within %s of recovery: %s", deaf, timeout, f.deafWatch)
+				return time.Since(start)
 			}
 			t.Errorf("Watch of replicas %v delivered no transition within %s of recovery (last error %v)", deaf, timeout, err)
 			return time.Since(start)
@@ -724,11 +736,11 @@ func (f *faultFleet) summary(rep faultReport, convergedIn, watchIn time.Duration
 			pct(ph[phaseFault], 99), pct(ph[phaseFault], 100),
 			pct(ph[phaseAfter], 99), pct(ph[phaseAfter], 100))
 	}
-	t.Logf("FAULT %s: injected=%d calls=%d ran=%d rejected=%d degraded=%d storeErrors=%d episodes=%d/%d wrong=%d%s converged=%s watch=%s ledger(ok=%d err=%d ignored=%d) maxProbes=%d %s",
+	t.Logf("FAULT %s: injected=%d calls=%d ran=%d rejected=%d degraded=%d storeErrors=%d episodes=%d/%d wrong=%d%s converged=%s watch=%s ledger(counted=%d ok=%d err=%d ignored=%d) maxProbes=%d deafWatch=%v %s",
 		rep.fault, rep.injected, f.calls.Load(), f.ran.Load(), f.rejected.Load(), f.degraded.Load(),
 		f.storeErrors(), f.episodes.Load(), f.recoveries.Load(), wrong, lat.String(),
 		convergedIn.Round(time.Millisecond), watchIn.Round(time.Millisecond),
-		f.ledgerOK.Load(), f.ledgerErr.Load(), f.ledgerIgnored.Load(), f.probes.Load().max, rep.extra)
+		f.ledgerCounted, f.ledgerOK.Load(), f.ledgerErr.Load(), f.ledgerIgnored.Load(), f.probes.Load().max, f.deaf, rep.extra)
 }
 
 // pct returns the p-th percentile of d (100: the maximum), rounded.
