@@ -4,6 +4,7 @@ package integration
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -139,13 +140,19 @@ func admitWhenDue(t *testing.T, st *redisstore.Store, name string, p breaker.Pol
 // timeout or any call fails.
 func cycle(t *testing.T, st *redisstore.Store, name string, p breaker.Policy, timeout time.Duration) {
 	t.Helper()
-	ctx := t.Context()
+	require.NoError(t, cycleErr(t.Context(), st, name, p, timeout))
+}
+
+// cycleErr is cycle returning its failure.
+func cycleErr(ctx context.Context, st *redisstore.Store, name string, p breaker.Policy, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	opened := false
 	var last breaker.Admission
 	for time.Now().Before(deadline) {
 		a, err := st.Admit(ctx, name, p)
-		require.NoError(t, err)
+		if err != nil {
+			return err
+		}
 		last = a
 		if !a.Allowed {
 			opened = opened || a.State == breaker.StateOpen
@@ -157,15 +164,17 @@ func cycle(t *testing.T, st *redisstore.Store, name string, p breaker.Policy, ti
 			kind = breaker.OutcomeSuccess
 		}
 		r, err := st.Record(ctx, name, p, breaker.Outcome{Kind: kind, Generation: a.Generation, Probe: a.Probe})
-		require.NoError(t, err)
+		if err != nil {
+			return err
+		}
 		if r.State == breaker.StateOpen {
 			opened = true
 		}
 		if opened && kind == breaker.OutcomeSuccess && r.State == breaker.StateClosed {
-			return
+			return nil
 		}
 	}
-	t.Fatalf("circuit %s stuck: no trip-and-close cycle within %s (opened %v, last admission %+v)", name, timeout, opened, last)
+	return fmt.Errorf("circuit %s stuck: no trip-and-close cycle within %s (opened %v, last admission %+v)", name, timeout, opened, last)
 }
 
 // TestRecoveryGenerationAfterDataLoss shows what data loss (FLUSHALL, a
