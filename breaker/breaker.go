@@ -57,6 +57,14 @@ func newBreaker(name string, cfg Config, now func() time.Time) (*Breaker, error)
 	if b.store == nil {
 		b.store = newDefaultStore()
 	}
+	// A store that knows it is misconfigured says so now, rather than at
+	// every call, where it would look like an outage and start a degraded
+	// episode that never ends.
+	if v, ok := b.store.(interface{ Err() error }); ok {
+		if err := v.Err(); err != nil {
+			return nil, fmt.Errorf("tripline: circuit %q: unusable store: %w", name, err)
+		}
+	}
 	if b.isFailure == nil {
 		b.isFailure = defaultIsFailure
 	}

@@ -57,7 +57,9 @@ type Config struct {
 	// call it when they change the state.
 	// default: nil
 	OnStateChange func(name string, from, to State)
-	// Store holds the circuit's state; share one to share circuits.
+	// Store holds the circuit's state; share one to share circuits. If the
+	// store has an Err() error method (the Redis store does), New returns
+	// the error it reports, so a misconfigured store fails at start.
 	// default: a new in-process memory store for this Breaker alone
 	Store Store
 	// Degraded says what the Breaker does during a degraded episode, while

@@ -1,6 +1,7 @@
 package breaker_test
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -121,4 +122,15 @@ func TestPolicyValidate(t *testing.T) {
 			assert.Contains(t, err.Error(), tc.want)
 		})
 	}
+}
+
+// misconfiguredStore is a Store that reports its own misconfiguration.
+type misconfiguredStore struct{ breaker.Store }
+
+func (misconfiguredStore) Err() error { return errors.New("bad prefix") }
+
+func TestNewRejectsAMisconfiguredStore(t *testing.T) {
+	_, err := breaker.New("svc", breaker.Config{Store: misconfiguredStore{}})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "bad prefix")
 }

@@ -100,7 +100,7 @@ type Result struct {
 
 // Transition is a change of state. Its zero value means "no transition".
 type Transition struct {
-	From, To   State
+	From, To   State  // the state before and after
 	Generation uint64 // the generation the transition started
 }
 
@@ -132,7 +132,7 @@ func (k CommandKind) String() string {
 
 // Command is an operator's command for Apply.
 type Command struct {
-	Kind     CommandKind
+	Kind     CommandKind   // what to do
 	TTL      time.Duration // force open/close: how long the override lasts; 0: until Reset
 	Actor    string        // who gave the command (kept with the override)
 	Reason   string        // why (kept with the override)
@@ -162,24 +162,24 @@ func (m OverrideMode) String() string {
 // Override is an operator's hold on a circuit, made by ForceOpen or
 // ForceClose (or cbctl open/close).
 type Override struct {
-	Mode   OverrideMode
-	Until  time.Time // zero: until Reset
-	Actor  string    // who set it
-	Reason string    // why
-	At     time.Time // when it was set
+	Mode   OverrideMode // which way the circuit is held
+	Until  time.Time    // zero: until Reset
+	Actor  string       // who set it
+	Reason string       // why
+	At     time.Time    // when it was set
 }
 
 // Snapshot is a circuit as its Store holds it.
 type Snapshot struct {
-	Name        string
-	State       State
+	Name        string    // the circuit's name
+	State       State     // the state the store holds (an open circuit past RetryAt stays open until a call comes)
 	Failures    int       // consecutive failures, or failures within the window
 	Successes   int       // successful probes since the circuit went half-open
 	Probes      int       // probe permits held now
 	LastFailure time.Time // zero if none recorded since the circuit was last cleared
 	OpenedAt    time.Time // when the circuit last opened; zero unless open or half-open
 	RetryAt     time.Time // while open: when a probe will be allowed; zero if forced open without expiry
-	Generation  uint64
+	Generation  uint64    // starts at 0; +1 per transition
 	Override    *Override // nil when no override holds
 	StoreErrors uint64    // store calls that failed on this Breaker (set by Breaker.Snapshot)
 

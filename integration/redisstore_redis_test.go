@@ -47,7 +47,8 @@ func newClusterClient(t *testing.T, addrs []string) *redis.ClusterClient {
 }
 
 // requireEveryKeyExpires scans every master (or the single server) and
-// requires a TTL on every key under prefix; it returns the number of keys.
+// requires a TTL on every key under prefix, and at least one such key; it
+// returns the number of keys.
 func requireEveryKeyExpires(t *testing.T, c redis.UniversalClient, prefix string) int {
 	t.Helper()
 	ctx := context.Background()
@@ -75,6 +76,7 @@ func requireEveryKeyExpires(t *testing.T, c redis.UniversalClient, prefix string
 	default:
 		t.Fatalf("unexpected client %T", c)
 	}
+	require.Positive(t, n.Load(), "no key under %q to check: the check checked nothing", prefix)
 	return int(n.Load())
 }
 

@@ -12,15 +12,51 @@
 package memory
 
 import (
+	"context"
 	"time"
 
 	"github.com/tripline/tripline/breaker"
 	"github.com/tripline/tripline/internal/memhook"
 )
 
-// Store is an in-process breaker.Store, safe for concurrent use.
+// Store is an in-process breaker.Store, safe for concurrent use. Make one
+// with New.
 type Store struct {
-	breaker.Store
+	impl breaker.Store
+}
+
+var _ breaker.Store = (*Store)(nil)
+
+// zeroStore answers for a Store that New did not make.
+var zeroStore = memhook.New(nil).(breaker.Store)
+
+// get returns the store behind s. A zero Store{} shares one process-wide
+// memory store rather than panicking.
+func (s *Store) get() breaker.Store {
+	if s == nil || s.impl == nil {
+		return zeroStore
+	}
+	return s.impl
+}
+
+// Admit implements breaker.Store.
+func (s *Store) Admit(ctx context.Context, name string, p breaker.Policy) (breaker.Admission, error) {
+	return s.get().Admit(ctx, name, p)
+}
+
+// Record implements breaker.Store.
+func (s *Store) Record(ctx context.Context, name string, p breaker.Policy, o breaker.Outcome) (breaker.Result, error) {
+	return s.get().Record(ctx, name, p, o)
+}
+
+// Apply implements breaker.Store.
+func (s *Store) Apply(ctx context.Context, name string, c breaker.Command) (breaker.Result, error) {
+	return s.get().Apply(ctx, name, c)
+}
+
+// Load implements breaker.Store.
+func (s *Store) Load(ctx context.Context, name string) (breaker.Snapshot, error) {
+	return s.get().Load(ctx, name)
 }
 
 // Option configures a Store.
@@ -42,5 +78,5 @@ func New(opts ...Option) *Store {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	return &Store{Store: memhook.New(o.now).(breaker.Store)}
+	return &Store{impl: memhook.New(o.now).(breaker.Store)}
 }

@@ -47,17 +47,6 @@ func TestConformance(t *testing.T) {
 	})
 }
 
-// TestConformanceRealTime runs the suite on the wall clock, as a store on
-// real Redis does, to check that the suite's margins hold.
-func TestConformanceRealTime(t *testing.T) {
-	if testing.Short() {
-		t.Skip("real-time run of the suite (about 10s) skipped in -short mode")
-	}
-	storetest.Run(t, func(t *testing.T) storetest.Harness {
-		return storetest.Harness{Store: memory.New(), Advance: time.Sleep, RealTime: true}
-	})
-}
-
 // TestReadsStoreNothing checks the memory store's promise that a circuit
 // that was only read (admitted while closed, loaded, or sent a success) is
 // not stored: Apply with IfExists still finds no state for it.

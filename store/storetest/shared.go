@@ -2,6 +2,8 @@ package storetest
 
 import (
 	"errors"
+	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -229,6 +231,16 @@ var concurrencyCases = []testCase{
 				granted.Add(1)
 				n := held.Add(1)
 				for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+				}
+				// Hold the permit for a while, so that a store granting too
+				// many is caught with more than one holder at a time.
+				for range 50 {
+					runtime.Gosched()
+				}
+				if snap, err := st.Load(s.ctx, s.name); err != nil {
+					return err
+				} else if snap.Probes > p.HalfOpenMaxCalls {
+					return fmt.Errorf("Load reports %d probe permits held, more than %d", snap.Probes, p.HalfOpenMaxCalls)
 				}
 				held.Add(-1) // before Record frees the permit, so held never runs behind the store
 				o := breaker.Outcome{Kind: breaker.OutcomeSuccess, Generation: a.Generation, Probe: a.Probe}
