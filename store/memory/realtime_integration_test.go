@@ -21,4 +21,3 @@ func TestConformanceRealTime(t *testing.T) {
 		return storetest.Harness{Store: memory.New(), Advance: time.Sleep, RealTime: true}
 	})
 }
-
