@@ -20,7 +20,7 @@ fi
 
 echo "install-redis: missing from PATH: ${missing[*]}"
 if ! have apt-get; then
-	echo "install-redis: apt-get not found; install redis-server and redis-cli (Redis >= 6.2) by hand" >&2
+	echo "install-redis: apt-get not found; install redis-server and redis-cli (Redis >= 6.0; 7.0 is the tested version) by hand" >&2
 	exit 1
 fi
 
