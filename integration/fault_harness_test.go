@@ -316,8 +316,9 @@ type faultFleet struct {
 	deafWatch string
 	deaf      []int // replicas whose Watch was deaf at the end
 
-	ledgerCounted int  // the ledger's failures in Redis at the end
-	mayLoseWrites bool // the fault may lose acknowledged writes (asynchronous replication)
+	degradedBefore int64 // calls served degraded before the fault (none expected)
+	ledgerCounted  int   // the ledger's failures in Redis at the end
+	mayLoseWrites  bool  // the fault may lose acknowledged writes (asynchronous replication)
 }
 
 // newFaultFleet builds the replicas, forces the held circuit open through
@@ -462,7 +463,8 @@ func (f *faultFleet) dataLost() {
 }
 
 // call makes one call on circuit c of replica r, judges it, and returns
-// the phase it started in and the latency the breaker added to it.
+// its phase (the one it started in, or phaseFault if the fault came while
+// it ran) and the latency the breaker added to it.
 func (f *faultFleet) call(r *faultReplica, c int, rng *rand.Rand) (int, time.Duration) {
 	tr := &callTrace{name: circuitNames[c]}
 	ctx := context.WithValue(context.Background(), traceKey{}, tr)
@@ -487,6 +489,9 @@ func (f *faultFleet) call(r *faultReplica, c int, rng *rand.Rand) (int, time.Dur
 		return fnErr
 	})
 	added := time.Since(start) - fnTime
+	if phase == phaseBefore && f.phase.Load() > phaseBefore {
+		phase = phaseFault // in flight when the fault came: the fault's
+	}
 	f.calls.Add(1)
 	if tr.ran {
 		f.ran.Add(1)
@@ -764,8 +769,8 @@ func (f *faultFleet) summary(rep faultReport, convergedIn, watchIn time.Duration
 	if len(firstErr) > 0 {
 		t.Logf("store errors by circuit %v; first of each: %v", errsBy, firstErr)
 	}
-	t.Logf("FAULT %s: injected=%d calls=%d ran=%d rejected=%d degraded=%d storeErrors=%d episodes=%d/%d wrong=%d%s converged=%s watch=%s ledger(counted=%d ok=%d err=%d ignored=%d) maxProbes=%d deafWatch=%v %s",
-		rep.fault, rep.injected, f.calls.Load(), f.ran.Load(), f.rejected.Load(), f.degraded.Load(),
+	t.Logf("FAULT %s: injected=%d degradedBefore=%d calls=%d ran=%d rejected=%d degraded=%d storeErrors=%d episodes=%d/%d wrong=%d%s converged=%s watch=%s ledger(counted=%d ok=%d err=%d ignored=%d) maxProbes=%d deafWatch=%v %s",
+		rep.fault, rep.injected, f.degradedBefore, f.calls.Load(), f.ran.Load(), f.rejected.Load(), f.degraded.Load(),
 		f.storeErrors(), f.episodes.Load(), f.recoveries.Load(), wrong, lat.String(),
 		convergedIn.Round(time.Millisecond), watchIn.Round(time.Millisecond),
 		f.ledgerCounted, f.ledgerOK.Load(), f.ledgerErr.Load(), f.ledgerIgnored.Load(), f.probes.Load().max, f.deaf, rep.extra)
