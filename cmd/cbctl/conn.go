@@ -4,11 +4,11 @@ import (
 	"errors"
 	"net"
 	"net/url"
-	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/tripline/tripline/internal/redact"
 )
 
 // connSpec is where cbctl connects, as given by --redis, --cluster or
@@ -21,7 +21,7 @@ type connSpec struct {
 }
 
 // redacted is what a password is replaced with in every message.
-const redacted = "xxxxx"
+const redacted = redact.Mask
 
 // parseConn builds the connection from the flags and the environment. Its
 // errors never contain a password.
@@ -40,7 +40,7 @@ func parseConn(redisURL, cluster, envURL string) (*connSpec, error) {
 }
 
 func parseSingle(source, raw string) (*connSpec, error) {
-	spec := &connSpec{shown: redactURL(raw), secrets: urlSecrets(raw)}
+	spec := &connSpec{shown: redact.URL(raw), secrets: redact.Secrets(raw)}
 	if !strings.HasPrefix(raw, "redis://") && !strings.HasPrefix(raw, "rediss://") {
 		return nil, usageErrorf("%s %q: want a redis:// or rediss:// URL", source, spec.shown)
 	}
@@ -65,9 +65,9 @@ func parseCluster(list string) (*connSpec, error) {
 		if entry == "" {
 			continue
 		}
-		shownEntry := redactURL(entry)
+		shownEntry := redact.URL(entry)
 		shown = append(shown, shownEntry)
-		spec.secrets = append(spec.secrets, urlSecrets(entry)...)
+		spec.secrets = append(spec.secrets, redact.Secrets(entry)...)
 		if !strings.Contains(entry, "://") {
 			if _, _, err := net.SplitHostPort(entry); err != nil {
 				return nil, usageErrorf("--cluster entry %q: want host:port", shownEntry)
@@ -107,7 +107,7 @@ func parseDetail(raw string, err error) string {
 		return hint
 	}
 	msg := err.Error()
-	_, userinfo, _, ok := splitUserinfo(raw)
+	userinfo, ok := redact.Userinfo(raw)
 	if !ok {
 		return msg
 	}
@@ -132,77 +132,7 @@ func (c *connSpec) redact(s string) string {
 	if c == nil {
 		return s
 	}
-	for _, secret := range c.secrets {
-		if secret != "" {
-			s = strings.ReplaceAll(s, secret, redacted)
-		}
-	}
-	return s
-}
-
-// urlSecrets returns the password of a URL in every spelling it may be
-// printed in: as written, unescaped, and escaped again. It works on text that
-// url.Parse rejects, since such text still ends up in error messages.
-func urlSecrets(raw string) []string {
-	_, userinfo, _, ok := splitUserinfo(raw)
-	if !ok {
-		return nil
-	}
-	_, pass, hasPass := strings.Cut(userinfo, ":")
-	if !hasPass || pass == "" {
-		if userinfo == "" {
-			return nil
-		}
-		// "redis://secret@host": go-redis takes a lone userinfo as the
-		// password (Redis before ACLs had no user names).
-		pass = userinfo
-	}
-	secrets := []string{pass}
-	if un, err := url.PathUnescape(pass); err == nil && un != pass {
-		secrets = append(secrets, un)
-	}
-	if esc := url.QueryEscape(pass); esc != pass {
-		secrets = append(secrets, esc)
-	}
-	if q := strconv.Quote(pass); q[1:len(q)-1] != pass {
-		secrets = append(secrets, q[1:len(q)-1]) // as %q prints it
-	}
-	// Longest first, so a secret that contains another is replaced whole.
-	slices.SortFunc(secrets, func(a, b string) int { return len(b) - len(a) })
-	return secrets
-}
-
-// redactURL returns raw with the password part of its userinfo replaced by
-// xxxxx: "redis://u:p@h:1" -> "redis://u:xxxxx@h:1".
-func redactURL(raw string) string {
-	prefix, userinfo, rest, ok := splitUserinfo(raw)
-	if !ok {
-		return raw
-	}
-	user, _, hasPass := strings.Cut(userinfo, ":")
-	if !hasPass {
-		// A lone userinfo is the password (see urlSecrets).
-		return prefix + redacted + "@" + rest
-	}
-	return prefix + user + ":" + redacted + "@" + rest
-}
-
-// splitUserinfo splits "scheme://userinfo@rest" into "scheme://",
-// "userinfo" and "rest". ok is false when there is no userinfo. The
-// userinfo ends at the last '@': a password may hold '@', '/', '?' or '#'
-// unescaped, and a Redis URL has no other place for an '@', so at worst
-// this hides too much, never too little.
-func splitUserinfo(raw string) (prefix, userinfo, rest string, ok bool) {
-	i := strings.Index(raw, "://")
-	if i < 0 {
-		return "", "", "", false
-	}
-	prefix, after := raw[:i+3], raw[i+3:]
-	at := strings.LastIndex(after, "@")
-	if at < 0 {
-		return "", "", "", false
-	}
-	return prefix, after[:at], after[at+1:], true
+	return redact.String(s, c.secrets)
 }
 
 // describe names the target in messages: "redis://h:1" or "cluster h:1,h:2",

@@ -8,11 +8,12 @@ import (
 	"os"
 	"os/signal"
 	"os/user"
-	"slices"
 	"strings"
 	"syscall"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/tripline/tripline/internal/redact"
 )
 
 func main() {
@@ -48,12 +49,6 @@ func (a *app) run(ctx context.Context, args []string) int {
 	// errors once, in its own words.
 	redis.SetLogger(discardLogger{})
 	secrets := argSecrets(append([]string{a.getenv("REDIS_URL")}, args...))
-	redact := func(s string) string {
-		for _, sec := range secrets {
-			s = strings.ReplaceAll(s, sec, redacted)
-		}
-		return s
-	}
 	root := a.commands()
 	root.SetArgs(args)
 	root.SetOut(a.stdout)
@@ -67,7 +62,7 @@ func (a *app) run(ctx context.Context, args []string) int {
 	if errors.As(err, &ee) {
 		code = ee.code
 	}
-	fmt.Fprintf(a.stderr, "cbctl: %s\n", redact(err.Error()))
+	fmt.Fprintf(a.stderr, "cbctl: %s\n", redact.String(err.Error(), secrets))
 	if code == exitUsage {
 		fmt.Fprintf(a.stderr, "Run '%s --help' for usage.\n", cmd.CommandPath())
 	}
@@ -106,13 +101,12 @@ func failure(err error) error {
 func argSecrets(args []string) []string {
 	var secrets []string
 	for _, arg := range args {
-		secrets = append(secrets, urlSecrets(arg)...)
+		secrets = append(secrets, redact.Secrets(arg)...)
 		for field := range strings.SplitSeq(arg, ",") {
-			secrets = append(secrets, urlSecrets(field)...)
+			secrets = append(secrets, redact.Secrets(field)...)
 		}
 	}
-	// Longest first, so a secret that contains another is replaced whole.
-	slices.SortFunc(secrets, func(a, b string) int { return len(b) - len(a) })
+	redact.SortSecrets(secrets)
 	return secrets
 }
 

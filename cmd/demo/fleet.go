@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
-	"strings"
 	"sync"
 	"time"
 
@@ -14,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tripline/tripline/breaker"
+	"github.com/tripline/tripline/internal/redact"
 	redisstore "github.com/tripline/tripline/store/redis"
 )
 
@@ -79,7 +78,7 @@ func plural(n int, what string) string {
 // runAll runs the upstream, the replicas and the display in this process
 // until ctx is done.
 func runAll(ctx context.Context, cfg *config, out io.Writer, tty bool) (*result, error) {
-	redisURL, backend := cfg.redisURL, "Redis at "+redactURL(cfg.redisURL)
+	redisURL, backend := cfg.redisURL, "Redis at "+redact.URL(cfg.redisURL)
 	if redisURL == "" {
 		mr := miniredis.NewMiniRedis()
 		if err := mr.StartAddr("127.0.0.1:0"); err != nil {
@@ -264,29 +263,4 @@ func parseRedisURL(raw string) (*redis.Options, error) {
 			"(write special characters of the password as %XX)")
 	}
 	return opts, nil
-}
-
-// redactURL hides the password of a Redis URL.
-func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil || u.User == nil {
-		return raw
-	}
-	if _, has := u.User.Password(); has {
-		u.User = url.UserPassword(u.User.Username(), "xxxxx")
-	}
-	return u.String()
-}
-
-// redactErr hides the password of redisURL in err's text.
-func redactErr(err error, redisURL string) string {
-	msg := err.Error()
-	u, perr := url.Parse(redisURL)
-	if perr != nil || u.User == nil {
-		return msg
-	}
-	if pass, has := u.User.Password(); has && pass != "" {
-		msg = strings.ReplaceAll(msg, pass, "xxxxx")
-	}
-	return msg
 }

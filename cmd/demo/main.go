@@ -26,6 +26,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/tripline/tripline/internal/redact"
 )
 
 func main() {
@@ -199,3 +201,9 @@ func isTerminal(w io.Writer) bool {
 type discardLogger struct{}
 
 func (discardLogger) Printf(context.Context, string, ...any) {}
+
+// redactErr is err's text with the password of redisURL hidden, in every
+// spelling, even when redisURL is too broken to parse.
+func redactErr(err error, redisURL string) string {
+	return redact.String(err.Error(), redact.Secrets(redisURL))
+}
