@@ -202,6 +202,19 @@ local function tr_fields(c)
   return 0, 0, 0
 end
 
+-- retry_after is how long (us) an open circuit rejects calls from now: to
+-- the end of a ForceOpen TTL, or to RetryAt; 0 if a probe is due now, if
+-- the circuit is not open, or if it is forced open without expiry (the
+-- override mode, sent beside it, tells these apart).
+local function retry_after(c, now)
+  if c.st ~= 1 then return 0 end
+  if c.om == 1 then
+    if c.ou ~= 0 then return c.ou - now end
+    return 0
+  end
+  return math.max(c.ra - now, 0)
+end
+
 -- memo returns the remembered reply of this call, if it already ran.
 local function memo()
   if R then

@@ -1,7 +1,11 @@
 -- record.lua: count the outcome of an admitted call. (memStore.Record)
 -- ARGV[5..10] the policy (see lib.lua), ARGV[11] kind (1 success,
--- 2 failure), ARGV[12] the call's generation, ARGV[13] its probe id.
--- Reply: "ignored state generation from to tgen" (tgen = 0: no transition).
+-- 2 failure), ARGV[12] the call's generation, ARGV[13] its probe id,
+-- ARGV[14] reset first (1: a closed, consecutive-mode failure zeroes the
+-- count before it counts itself; the success that reset it was not sent).
+-- Reply: "ignored state generation from to tgen failures retry_after_us
+-- override" (tgen = 0: no transition; failures, retry_after_us and
+-- override as in admit.lua), so the caller learns the circuit's state.
 local m = memo()
 if m then return m end
 
@@ -9,6 +13,7 @@ local p = policy()
 local kind = arg(11, 'outcome kind', 1, 2)
 local gen = arg(12, 'generation', 0, MAXNUM)
 local probe = arg(13, 'probe', 0, MAXNUM)
+local reset_first = arg(14, 'reset first', 0, 1)
 local now = now_us()
 local c = load(now)
 
@@ -16,7 +21,7 @@ if not c.exists and (gen ~= 0 or kind == 1) then
   -- A success on a circuit with no state changes nothing.
   local ignored = 0
   if gen ~= 0 then ignored = 1 end
-  return reply(c, { ignored, 0, 0, 0, 0, 0 })
+  return reply(c, { ignored, 0, 0, 0, 0, 0, 0, 0, 0 })
 end
 
 local dirty = c.lw ~= p.window
@@ -25,7 +30,7 @@ c.lw = p.window
 local function done(ignored)
   if dirty then save(c, now, p.probe_timeout) end
   local f1, f2, f3 = tr_fields(c)
-  return reply(c, { ignored, c.st, c.g, f1, f2, f3 })
+  return reply(c, { ignored, c.st, c.g, f1, f2, f3, c.f, retry_after(c, now), c.om })
 end
 
 if gen ~= c.g then
@@ -45,6 +50,7 @@ if c.st == 0 then
   c.changed, dirty = true, true
   local count
   if p.window == 0 then
+    if reset_first == 1 then c.f = 0 end
     c.f = c.f + 1
     count = c.f
   else

@@ -137,7 +137,7 @@ func TestStoreErrorsAreErrors(t *testing.T) {
 			f := newFakeRedis(t)
 			c := redis.NewClient(&redis.Options{Addr: f.Addr(), MaxRetries: -1, DialTimeout: time.Second, DialerRetries: 1, DialerRetryTimeout: time.Millisecond})
 			t.Cleanup(func() { _ = c.Close() })
-			s := redisstore.New(c)
+			s := f.storeOn(t, c, redisstore.WithStrict()) // every call asks Redis (localview_test.go: the same with local views)
 			_, err := s.Record(ctx, "c", p, breaker.Outcome{Kind: breaker.OutcomeFailure})
 			require.NoError(t, err)
 			tc.breakIt(f)

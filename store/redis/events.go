@@ -49,7 +49,10 @@ func (s *Store) Watch(ctx context.Context, names ...string) (<-chan Event, error
 		}
 	}
 	ps := s.client.Subscribe(ctx, s.channel)
-	if _, err := ps.Receive(ctx); err != nil {
+	cctx, cancel := s.callCtx(ctx)
+	_, err := ps.Receive(cctx)
+	cancel()
+	if err != nil {
 		_ = ps.Close()
 		return nil, fmt.Errorf("redisstore: watch %s: %w", s.channel, err)
 	}

@@ -14,7 +14,10 @@ import (
 )
 
 // Two replicas of a service, each with its own Redis client, share the
-// circuit "payments": a trip on one is seen by the other at its next call.
+// circuit "payments": a trip on one is seen by the other. (Here b holds no
+// view of the circuit yet, so its call asks Redis; a replica that does
+// hears of the trip on the store's subscription, or at its own next
+// failure, or once its view is older than WithMaxStaleness.)
 func Example() {
 	mr, err := miniredis.Run() // stands in for your Redis
 	if err != nil {
@@ -31,8 +34,9 @@ func Example() {
 
 	replica := func() *breaker.Breaker {
 		client := redis.NewClient(&redis.Options{Addr: mr.Addr()})
-		closers = append(closers, client.Close)
 		store := redisstore.New(client, redisstore.WithPrefix("checkout"))
+		closers = append(closers, store.Close, client.Close) // the store first
+
 		b, err := breaker.New("payments", breaker.Config{
 			Store:            store,
 			FailureThreshold: 2,

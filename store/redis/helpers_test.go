@@ -9,6 +9,7 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	redisstore "github.com/tripline/tripline/store/redis"
@@ -19,10 +20,13 @@ import (
 var epoch = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 
 // fakeRedis is a miniredis whose TIME and key expiry follow a fake clock.
+// The stores it makes read a local clock that moves with it (their local
+// views age as Redis time passes), so no test sleeps.
 type fakeRedis struct {
 	*miniredis.Miniredis
-	mu  sync.Mutex
-	now time.Time
+	mu    sync.Mutex
+	now   time.Time
+	local time.Duration // the stores' local monotonic clock
 }
 
 func newFakeRedis(t *testing.T) *fakeRedis {
@@ -30,15 +34,30 @@ func newFakeRedis(t *testing.T) *fakeRedis {
 	m := miniredis.RunT(t)
 	m.ClockTTL(true) // TTLs run down as SetTime moves the clock
 	m.SetTime(epoch)
-	return &fakeRedis{Miniredis: m, now: epoch}
+	return &fakeRedis{Miniredis: m, now: epoch, local: time.Hour}
 }
 
-// Advance moves TIME and every TTL forward by d.
+// Advance moves TIME, every TTL and the stores' local clock forward by d.
 func (f *fakeRedis) Advance(d time.Duration) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.now = f.now.Add(d)
+	f.local += d
 	f.SetTime(f.now)
+}
+
+// Local is the stores' local clock.
+func (f *fakeRedis) Local() time.Duration {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.local
+}
+
+// AdvanceLocal moves only the stores' local clock (Redis time stands still).
+func (f *fakeRedis) AdvanceLocal(d time.Duration) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.local += d
 }
 
 // Now is the fake clock's time.
@@ -56,10 +75,25 @@ func (f *fakeRedis) client(t *testing.T) *redis.Client {
 	return c
 }
 
-// store returns a Store with its own client on f.
+// store returns a Store with its own client on f, on f's local clock,
+// closed (before its client) when the test ends.
 func (f *fakeRedis) store(t *testing.T, opts ...redisstore.Option) *redisstore.Store {
 	t.Helper()
-	s := redisstore.New(f.client(t), opts...)
+	return f.storeOn(t, f.client(t), opts...)
+}
+
+// testCallTimeout replaces the 50ms default in tests on miniredis, whose
+// Lua is slow under -race (milliseconds a call, one call at a time); the
+// default is tested on its own (TestCallTimeout).
+const testCallTimeout = 10 * time.Second
+
+// storeOn returns a Store on client, on f's local clock, closed when the
+// test ends.
+func (f *fakeRedis) storeOn(t *testing.T, client redis.UniversalClient, opts ...redisstore.Option) *redisstore.Store {
+	t.Helper()
+	base := []redisstore.Option{redisstore.WithLocalClock(f.Local), redisstore.WithCallTimeout(testCallTimeout)}
+	s := redisstore.New(client, append(base, opts...)...)
+	t.Cleanup(func() { assert.NoError(t, s.Close(), "Close") })
 	return s
 }
 

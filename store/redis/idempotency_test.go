@@ -38,7 +38,7 @@ func TestRetriedCallRunsOnce(t *testing.T) {
 		c := f.client(t)
 		h := &replayHook{}
 		c.AddHook(h)
-		return f, redisstore.New(c), h
+		return f, f.storeOn(t, c, redisstore.WithStrict()), h
 	}
 
 	t.Run("failure counted once", func(t *testing.T) {
@@ -126,7 +126,7 @@ func TestRetriedCallRunsOnce(t *testing.T) {
 
 	t.Run("the memo lapses", func(t *testing.T) {
 		f := newFakeRedis(t)
-		s := redisstore.New(f.client(t), redisstore.WithReplyTTL(time.Second))
+		s := f.store(t, redisstore.WithStrict(), redisstore.WithReplyTTL(time.Second))
 		_, err := s.Record(ctx, "c", policy(3), breaker.Outcome{Kind: breaker.OutcomeFailure})
 		require.NoError(t, err)
 		memos := func() (n int) {
@@ -205,7 +205,7 @@ func TestGoRedisRetryAfterLostReply(t *testing.T) {
 		},
 	})
 	t.Cleanup(func() { _ = c.Close() })
-	s := redisstore.New(c)
+	s := f.storeOn(t, c, redisstore.WithStrict())
 	p := policy(2)
 
 	_, err := s.Record(ctx, "c", p, breaker.Outcome{Kind: breaker.OutcomeFailure})
@@ -237,7 +237,7 @@ func TestReplayWithoutMemoDoubleCounts(t *testing.T) {
 	c.AddHook(stripMemoHook{})
 	h := &replayHook{}
 	c.AddHook(h)
-	s := redisstore.New(c)
+	s := f.storeOn(t, c, redisstore.WithStrict())
 	h.armed.Store(true)
 	_, err := s.Record(ctx, "c", policy(3), breaker.Outcome{Kind: breaker.OutcomeFailure})
 	h.armed.Store(false)

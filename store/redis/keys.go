@@ -32,6 +32,12 @@ func keysFor(prefix, name string) circuitKeys {
 // memo is the key that remembers the reply of the call with this id.
 func (k circuitKeys) memo(callID string) string { return k.hash + ":r:" + callID }
 
+// list is the KEYS of a write script: state, window, leases, and the memo
+// of the call with this id.
+func (k circuitKeys) list(callID string) []string {
+	return []string{k.hash, k.window, k.leases, k.memo(callID)}
+}
+
 // nameFromKey recovers the circuit name from the key of a state hash under
 // prefix. It reports false for any other key.
 func nameFromKey(prefix, key string) (string, bool) {

@@ -3,6 +3,7 @@ package redisstore
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -28,16 +29,28 @@ func (s *Store) List(ctx context.Context) ([]breaker.Snapshot, error) {
 		mu    sync.Mutex
 		names = map[string]bool{}
 	)
+	pattern := scanPattern(s.prefix)
 	scan := func(ctx context.Context, c redis.UniversalClient) error {
-		it := c.Scan(ctx, 0, scanPattern(s.prefix), scanCount).Iterator()
-		for it.Next(ctx) {
-			if name, ok := nameFromKey(s.prefix, it.Val()); ok {
-				mu.Lock()
-				names[name] = true
-				mu.Unlock()
+		var cursor uint64
+		for {
+			cctx, cancel := s.callCtx(ctx)
+			keys, next, err := c.Scan(cctx, cursor, pattern, scanCount).Result()
+			cancel()
+			if err != nil {
+				return err
 			}
+			mu.Lock()
+			for _, k := range keys {
+				if name, ok := nameFromKey(s.prefix, k); ok {
+					names[name] = true
+				}
+			}
+			mu.Unlock()
+			if next == 0 {
+				return nil
+			}
+			cursor = next
 		}
-		return it.Err()
 	}
 	var err error
 	switch c := s.client.(type) {
@@ -49,6 +62,9 @@ func (s *Store) List(ctx context.Context) ([]breaker.Snapshot, error) {
 		err = scan(ctx, s.client)
 	}
 	if err != nil {
+		if s.callTimeout > 0 && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+			return nil, fmt.Errorf("redisstore: list %s: no reply within the call timeout (%s): %w", s.prefix, s.callTimeout, err)
+		}
 		return nil, fmt.Errorf("redisstore: list %s: %w", s.prefix, err)
 	}
 	sorted := make([]string, 0, len(names))
@@ -74,20 +90,24 @@ func (s *Store) List(ctx context.Context) ([]breaker.Snapshot, error) {
 func (s *Store) loadMany(ctx context.Context, names []string) ([]breaker.Snapshot, error) {
 	pipe := s.client.Pipeline()
 	cmds := make([]*redis.Cmd, len(names))
+	cctx, cancel := s.callCtx(ctx)
 	for i, name := range names {
 		k := keysFor(s.prefix, name)
-		cmds[i] = pipe.EvalSha(ctx, loadScript.Hash(), []string{k.hash, k.window, k.leases}, s.baseArgs(k, 0)...)
+		cmds[i] = pipe.EvalSha(cctx, loadScript.Hash(), []string{k.hash, k.window, k.leases}, s.baseArgs(k, 0)...)
 	}
-	_, _ = pipe.Exec(ctx) // each command carries its own error
+	_, _ = pipe.Exec(cctx) // each command carries its own error
+	cancel()
 	out := make([]breaker.Snapshot, 0, len(names))
 	for i, name := range names {
 		v, err := cmds[i].Slice()
 		if redis.HasErrorPrefix(err, "NOSCRIPT") {
 			k := keysFor(s.prefix, name)
-			v, err = loadScript.Run(ctx, s.client, []string{k.hash, k.window, k.leases}, s.baseArgs(k, 0)...).Slice()
+			cctx, cancel := s.callCtx(ctx)
+			v, err = loadScript.Run(cctx, s.client, []string{k.hash, k.window, k.leases}, s.baseArgs(k, 0)...).Slice()
+			cancel()
 		}
 		if err != nil {
-			return nil, s.fail("load", name, err)
+			return nil, s.failCall(ctx, "load", name, err)
 		}
 		snap, err := s.snapshot(name, v)
 		if err != nil {

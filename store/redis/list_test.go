@@ -131,7 +131,11 @@ func TestInvalidStore(t *testing.T) {
 		"brace prefix":   redisstore.New(c, redisstore.WithPrefix("app{1}")),
 		"zero idle TTL":  redisstore.New(c, redisstore.WithIdleTTL(0)),
 		"zero reply TTL": redisstore.New(c, redisstore.WithReplyTTL(-time.Second)),
+		"zero staleness": redisstore.New(c, redisstore.WithMaxStaleness(0)),
+		"short flush":    redisstore.New(c, redisstore.WithFlushInterval(time.Microsecond)),
+		"negative call":  redisstore.New(c, redisstore.WithCallTimeout(-time.Millisecond)),
 	} {
+		t.Cleanup(func() { assert.NoError(t, s.Close()) })
 		t.Run(name, func(t *testing.T) {
 			_, err := s.Admit(ctx, "c", policy(1))
 			assert.ErrorContains(t, err, "redisstore: invalid store")
@@ -157,7 +161,7 @@ func TestBadArguments(t *testing.T) {
 	c := f.client(t)
 	h := newCountHook()
 	c.AddHook(h)
-	s := redisstore.New(c)
+	s := f.storeOn(t, c)
 	bad := policy(1)
 	bad.Timeout = 0
 	long := strings.Repeat("x", breaker.MaxNameLen+1)

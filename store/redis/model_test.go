@@ -20,6 +20,7 @@ import (
 // TestFollowsMemoryStore drives the Redis scripts (on miniredis) and the
 // reference state machine (the memory store) with the same random calls,
 // clock moves and commands, and requires the same answer to every call.
+// The replicas ask Redis on every call (WithStrict).
 func TestFollowsMemoryStore(t *testing.T) {
 	m := miniredis.RunT(t)
 	m.ClockTTL(true)
@@ -31,7 +32,15 @@ func TestFollowsMemoryStore(t *testing.T) {
 		mem := memory.New(memory.WithClock(func() time.Time { return now }))
 		client := redis.NewClient(&redis.Options{Addr: m.Addr()})
 		defer client.Close()
-		replicas := []*redisstore.Store{redisstore.New(client), redisstore.New(client)}
+		replicas := []*redisstore.Store{
+			redisstore.New(client, redisstore.WithStrict(), redisstore.WithCallTimeout(testCallTimeout)),
+			redisstore.New(client, redisstore.WithStrict(), redisstore.WithCallTimeout(testCallTimeout)),
+		}
+		defer func() {
+			for _, r := range replicas {
+				_ = r.Close()
+			}
+		}()
 
 		ms := func(vs ...time.Duration) *rapid.Generator[time.Duration] { return rapid.SampledFrom(vs) }
 		p := breaker.Policy{

@@ -78,6 +78,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -96,6 +97,15 @@ const (
 	// DefaultReplyTTL is how long a call's reply is remembered for a retry,
 	// without WithReplyTTL.
 	DefaultReplyTTL = time.Minute
+	// DefaultMaxStaleness is how old a local view may grow before the next
+	// admission asks Redis, without WithMaxStaleness.
+	DefaultMaxStaleness = time.Second
+	// DefaultFlushInterval is how long the resets that successes cause are
+	// held and coalesced before they are sent, without WithFlushInterval.
+	DefaultFlushInterval = 50 * time.Millisecond
+	// DefaultCallTimeout bounds each Redis round trip of the store, without
+	// WithCallTimeout.
+	DefaultCallTimeout = 50 * time.Millisecond
 
 	maxPrefixLen = 256
 	maxNameLen   = breaker.MaxNameLen
@@ -125,7 +135,7 @@ var (
 )
 
 // Store is a breaker.Store in Redis. It is safe for concurrent use; make one
-// per client and share it between Breakers.
+// per client, share it between Breakers, and Close it when done.
 type Store struct {
 	client   redis.UniversalClient
 	prefix   string
@@ -136,6 +146,33 @@ type Store struct {
 	err      error // a bad option or client: every call returns it
 	callBase string
 	calls    atomic.Uint64
+
+	strict      bool
+	maxStale    time.Duration
+	flushEvery  time.Duration
+	callTimeout time.Duration
+	now         func() time.Duration // local monotonic clock
+
+	// The local views (see view.go).
+	circuits sync.Map      // name -> *circuit
+	seq      atomic.Uint64 // orders what the views learn
+	// epoch counts the subscription's ups and downs: odd while it is live.
+	// A view learned in another epoch is stale.
+	epoch      atomic.Uint64
+	startOnce  sync.Once
+	closed     atomic.Bool
+	done       chan struct{}  // closed by Close
+	bg         sync.WaitGroup // the subscriber and flush timers
+	psMu       sync.Mutex
+	ps         *redis.PubSub      // the current subscription, for Close
+	cancelSub  context.CancelFunc // cancels the subscriber's dials, for Close
+	dropEvents atomic.Bool   // tests: the subscriber drops every message
+
+	// Coalesced resets (see flush.go).
+	flushMu  sync.Mutex
+	dirty    []*circuit
+	timer    *time.Timer
+	flushing sync.Mutex // one flush at a time
 }
 
 var _ breaker.Store = (*Store)(nil)
@@ -144,10 +181,15 @@ var _ breaker.Store = (*Store)(nil)
 type Option func(*options)
 
 type options struct {
-	prefix   string
-	idleTTL  time.Duration
-	replyTTL time.Duration
-	logger   *slog.Logger
+	prefix      string
+	idleTTL     time.Duration
+	replyTTL    time.Duration
+	logger      *slog.Logger
+	strict      bool
+	maxStale    time.Duration
+	flushEvery  time.Duration
+	callTimeout time.Duration
+	clock       func() time.Duration
 }
 
 // WithPrefix sets the prefix of every key and of the pub/sub channel, so
@@ -170,29 +212,79 @@ func WithIdleTTL(d time.Duration) Option { return func(o *options) { o.idleTTL =
 // default: 1m
 func WithReplyTTL(d time.Duration) Option { return func(o *options) { o.replyTTL = d } }
 
-// WithLogger sets where Watch reports messages it cannot decode.
+// WithLogger sets where Watch and the local views report messages they
+// cannot decode, and where the store reports its subscription going down
+// and coming back.
 // default: no logging
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
 
+// WithStrict makes every Admit and Record ask Redis, as if no replica kept a
+// local view: closed-state admissions and successes cost a script call
+// each, and every replica sees a transition at its very next call. Without
+// it, the store keeps a local view of each circuit (see "Local views" in the
+// package documentation).
+// default: off (local views)
+func WithStrict() Option { return func(o *options) { o.strict = true } }
+
+// WithMaxStaleness bounds how old a local view may be: the first admission
+// that finds its view older than d asks Redis, and the reply refreshes the
+// view. It bounds how late a replica sees a transition whose message it
+// lost. At least a millisecond.
+// default: 1s
+func WithMaxStaleness(d time.Duration) Option { return func(o *options) { o.maxStale = d } }
+
+// WithFlushInterval sets how long the reset that a closed-state success
+// causes in consecutive mode is held before it is sent in the background:
+// each circuit's resets within one interval go as one write. At least a
+// millisecond.
+// default: 50ms
+func WithFlushInterval(d time.Duration) Option { return func(o *options) { o.flushEvery = d } }
+
+// WithCallTimeout bounds each Redis round trip the store makes (admit,
+// record, apply, load, each step of List, the background resets), on top
+// of the caller's ctx, so that a frozen or unreachable Redis adds at most d
+// to a call; the call then fails (and a Breaker goes degraded). Calls
+// answered from a local view set no deadline. 0 sets none of the store's
+// own (only the caller's ctx and the client's timeouts apply); negative is
+// an error.
+// default: 50ms
+func WithCallTimeout(d time.Duration) Option { return func(o *options) { o.callTimeout = d } }
+
 // New returns a Store on client: a *redis.Client, a *redis.ClusterClient or a
 // failover (Sentinel) client. (A *redis.Ring keeps each circuit on one shard,
-// but its shards do not share pub/sub, so Watch would hear only some
-// transitions; it is not tested.) New never fails: a nil client or a bad
-// option makes every call of the Store return an error saying so.
+// but its shards do not share pub/sub, so Watch and the local views would
+// hear only some transitions; use WithStrict with a Ring; it is not tested.)
+// New never fails: a nil client or a bad option makes every call of the
+// Store return an error saying so. New starts nothing: the subscription
+// that keeps the local views true starts with the first call.
 func New(client redis.UniversalClient, opts ...Option) *Store {
-	o := options{prefix: DefaultPrefix, idleTTL: DefaultIdleTTL, replyTTL: DefaultReplyTTL}
+	o := options{
+		prefix:      DefaultPrefix,
+		idleTTL:     DefaultIdleTTL,
+		replyTTL:    DefaultReplyTTL,
+		maxStale:    DefaultMaxStaleness,
+		flushEvery:  DefaultFlushInterval,
+		callTimeout: DefaultCallTimeout,
+		clock:       monoNow,
+	}
 	for _, opt := range opts {
 		if opt != nil {
 			opt(&o)
 		}
 	}
 	s := &Store{
-		client:  client,
-		prefix:  o.prefix,
-		channel: o.prefix + ":events",
-		idleUS:  min(o.idleTTL, maxDuration).Microseconds(),
-		replyMS: min(o.replyTTL, maxDuration).Milliseconds(),
-		logger:  o.logger,
+		client:      client,
+		prefix:      o.prefix,
+		channel:     o.prefix + ":events",
+		idleUS:      min(o.idleTTL, maxDuration).Microseconds(),
+		replyMS:     min(o.replyTTL, maxDuration).Milliseconds(),
+		logger:      o.logger,
+		strict:      o.strict,
+		maxStale:    o.maxStale,
+		flushEvery:  o.flushEvery,
+		callTimeout: o.callTimeout,
+		now:         o.clock,
+		done:        make(chan struct{}),
 	}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
@@ -209,6 +301,18 @@ func New(client redis.UniversalClient, opts ...Option) *Store {
 	}
 	if o.replyTTL < time.Millisecond {
 		errs = append(errs, fmt.Errorf("reply TTL %s is shorter than 1ms", o.replyTTL))
+	}
+	if o.maxStale < time.Millisecond {
+		errs = append(errs, fmt.Errorf("max staleness %s is shorter than 1ms", o.maxStale))
+	}
+	if o.flushEvery < time.Millisecond {
+		errs = append(errs, fmt.Errorf("flush interval %s is shorter than 1ms", o.flushEvery))
+	}
+	if o.callTimeout < 0 {
+		errs = append(errs, fmt.Errorf("call timeout %s is negative", o.callTimeout))
+	}
+	if o.clock == nil {
+		errs = append(errs, errors.New("clock is nil"))
 	}
 	if err := errors.Join(errs...); err != nil {
 		s.err = fmt.Errorf("redisstore: invalid store: %w", err)
@@ -312,9 +416,29 @@ func appendPolicy(args []any, p breaker.Policy) []any {
 		p.SuccessThreshold, p.HalfOpenMaxCalls, us(p.ProbeTimeout))
 }
 
-// Admit implements breaker.Store: one script call that reads the circuit,
-// moves it from open to half-open once RetryAt has passed, and leases a
-// probe permit while half-open.
+// callCtx bounds one Redis round trip by the call timeout.
+func (s *Store) callCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	if s.callTimeout <= 0 {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, s.callTimeout)
+}
+
+// failCall wraps the error of a round trip made under callCtx(ctx): one
+// that ran out of the call timeout (and not of the caller's ctx) says so.
+func (s *Store) failCall(ctx context.Context, op, name string, err error) error {
+	if s.callTimeout > 0 && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("redisstore: %s circuit %q: no reply within the call timeout (%s): %w", op, name, s.callTimeout, err)
+	}
+	return s.fail(op, name, err)
+}
+
+// Admit implements breaker.Store. A closed circuit whose local view is
+// fresh admits the call without asking Redis, and an open one rejects it
+// until its retry time (see "Local views" in the package documentation).
+// Otherwise (half-open, a stale or missing view, WithStrict) it is one
+// script call that reads the circuit, moves it from open to half-open once
+// RetryAt has passed, and leases a probe permit while half-open.
 func (s *Store) Admit(ctx context.Context, name string, p breaker.Policy) (breaker.Admission, error) {
 	if err := s.check("admit", name); err != nil {
 		return breaker.Admission{}, err
@@ -322,34 +446,51 @@ func (s *Store) Admit(ctx context.Context, name string, p breaker.Policy) (break
 	if err := p.Validate(); err != nil {
 		return breaker.Admission{}, fmt.Errorf("redisstore: admit circuit %q: %w", name, err)
 	}
-	k := keysFor(s.prefix, name)
-	args := appendPolicy(s.baseArgs(k, 6), p)
-	v, err := admitScript.Run(ctx, s.client, []string{k.hash, k.window, k.leases, k.memo(s.callID())}, args...).Text()
-	if err != nil {
-		return breaker.Admission{}, s.fail("admit", name, err)
+	c := s.circuit(name)
+	if a, ok := s.admitLocal(c); ok {
+		return a, nil
 	}
-	var f [8]int64
+	return s.admitRemote(ctx, c, p)
+}
+
+// admitRemote runs the admit script and refreshes the view from its reply.
+func (s *Store) admitRemote(ctx context.Context, c *circuit, p breaker.Policy) (breaker.Admission, error) {
+	args := appendPolicy(s.baseArgs(c.keys, 6), p)
+	at := s.mark()
+	cctx, cancel := s.callCtx(ctx)
+	v, err := admitScript.Run(cctx, s.client, c.keys.list(s.callID()), args...).Text()
+	cancel()
+	if err != nil {
+		return breaker.Admission{}, s.failCall(ctx, "admit", c.name, err)
+	}
+	var f [10]int64
 	if err := parseReply(v, f[:]); err != nil {
-		return breaker.Admission{}, s.badReply("admit", name, v, err)
+		return breaker.Admission{}, s.badReply("admit", c.name, v, err)
 	}
 	a := breaker.Admission{
 		Allowed:    f[0] == 1,
 		State:      breaker.State(f[1]),
 		Generation: uint64(f[2]),
 		Probe:      uint64(f[3]),
-		RetryAfter: time.Duration(f[4]) * time.Microsecond,
+		RetryAfter: micros(f[4]),
 	}
 	t, err := transition(f[5], f[6], f[7])
-	if err != nil || f[0] > 1 || f[1] > 2 || (a.Allowed && a.State == breaker.StateHalfOpen && a.Probe == 0) {
-		return breaker.Admission{}, s.badReply("admit", name, v, err)
+	if err != nil || f[0] > 1 || f[1] > 2 || f[9] > 2 || (a.Allowed && a.State == breaker.StateHalfOpen && a.Probe == 0) {
+		return breaker.Admission{}, s.badReply("admit", c.name, v, err)
 	}
 	a.Transition = t
+	s.learn(c, fact{state: a.State, gen: a.Generation, failures: f[8] > 0, override: f[9], retry: a.RetryAfter}, at)
 	return a, nil
 }
 
-// Record implements breaker.Store: one script call that counts the outcome
-// (or ignores it: a stale generation, an unheld probe) and makes at most one
-// transition.
+// Record implements breaker.Store. A closed-state success whose view is
+// fresh is not sent: in window mode it changes nothing, and in consecutive
+// mode the reset it causes (if any failure may be counted) is sent in the
+// background, coalesced per circuit (WithFlushInterval). Every other
+// outcome is one script call that counts it (or ignores it: a stale
+// generation, an unheld probe) and makes at most one transition; its reply
+// refreshes the view, so the replica that records a tripping failure
+// rejects its next call locally.
 func (s *Store) Record(ctx context.Context, name string, p breaker.Policy, o breaker.Outcome) (breaker.Result, error) {
 	if err := s.check("record", name); err != nil {
 		return breaker.Result{}, err
@@ -360,20 +501,67 @@ func (s *Store) Record(ctx context.Context, name string, p breaker.Policy, o bre
 	if o.Kind != breaker.OutcomeSuccess && o.Kind != breaker.OutcomeFailure {
 		return breaker.Result{}, fmt.Errorf("redisstore: record circuit %q: unknown outcome kind %d", name, o.Kind)
 	}
-	k := keysFor(s.prefix, name)
-	args := appendPolicy(s.baseArgs(k, 9), p)
-	args = append(args, int(o.Kind), exact(o.Generation), exact(o.Probe))
-	v, err := recordScript.Run(ctx, s.client, []string{k.hash, k.window, k.leases, k.memo(s.callID())}, args...).Text()
-	if err != nil {
-		return breaker.Result{}, s.fail("record", name, err)
+	c := s.circuit(name)
+	if r, ok := s.recordLocal(c, p, o); ok {
+		return r, nil
 	}
-	return s.result("record", name, v)
+	resetFirst := s.beforeFailure(c, p, o)
+	return s.recordRemote(ctx, c, p, o, resetFirst)
+}
+
+// recordArgs are the record script's arguments.
+func (s *Store) recordArgs(c *circuit, p breaker.Policy, o breaker.Outcome, resetFirst bool) []any {
+	args := appendPolicy(s.baseArgs(c.keys, 10), p)
+	flag := 0
+	if resetFirst {
+		flag = 1
+	}
+	return append(args, int(o.Kind), exact(o.Generation), exact(o.Probe), flag)
+}
+
+// recordRemote runs the record script and refreshes the view from its reply.
+func (s *Store) recordRemote(ctx context.Context, c *circuit, p breaker.Policy, o breaker.Outcome, resetFirst bool) (breaker.Result, error) {
+	args := s.recordArgs(c, p, o, resetFirst)
+	at := s.mark()
+	cctx, cancel := s.callCtx(ctx)
+	v, err := recordScript.Run(cctx, s.client, c.keys.list(s.callID()), args...).Text()
+	cancel()
+	if err != nil {
+		return breaker.Result{}, s.failCall(ctx, "record", c.name, err)
+	}
+	r, k, err := s.recordReply(c.name, v)
+	if err != nil {
+		return breaker.Result{}, err
+	}
+	s.learn(c, k, at)
+	return r, nil
+}
+
+// recordReply parses the reply of the record script: "ignored state
+// generation from to tgen failures retry_after_us override".
+func (s *Store) recordReply(name, v string) (breaker.Result, fact, error) {
+	var f [9]int64
+	if err := parseReply(v, f[:]); err != nil {
+		return breaker.Result{}, fact{}, s.badReply("record", name, v, err)
+	}
+	t, err := transition(f[3], f[4], f[5])
+	if err != nil || f[0] > 1 || f[1] > 2 || f[8] > 2 {
+		return breaker.Result{}, fact{}, s.badReply("record", name, v, err)
+	}
+	r := breaker.Result{
+		Ignored:    f[0] == 1,
+		State:      breaker.State(f[1]),
+		Generation: uint64(f[2]),
+		Transition: t,
+	}
+	return r, fact{state: r.State, gen: r.Generation, failures: f[6] > 0, override: f[8], retry: micros(f[7])}, nil
 }
 
 // Apply implements breaker.Store: one script call. Actor and Reason (at most
 // MaxNoteLen bytes each) are kept with an override, with the Redis time it
 // was set. With Command.IfExists, a circuit Redis holds nothing for gives an
-// error matching breaker.ErrUnknownCircuit.
+// error matching breaker.ErrUnknownCircuit. The replica's view of the
+// circuit is stale afterwards: its next admission asks Redis.
 func (s *Store) Apply(ctx context.Context, name string, c breaker.Command) (breaker.Result, error) {
 	if err := s.check("apply", name); err != nil {
 		return breaker.Result{}, err
@@ -392,24 +580,29 @@ func (s *Store) Apply(ctx context.Context, name string, c breaker.Command) (brea
 	if c.IfExists {
 		ifExists = 1
 	}
-	k := keysFor(s.prefix, name)
+	k := s.keys(name)
 	args := append(s.baseArgs(k, 5), int(c.Kind), us(c.TTL), ifExists, c.Actor, c.Reason)
-	v, err := applyScript.Run(ctx, s.client, []string{k.hash, k.window, k.leases, k.memo(s.callID())}, args...).Text()
+	at := s.mark()
+	cctx, cancel := s.callCtx(ctx)
+	v, err := applyScript.Run(cctx, s.client, k.list(s.callID()), args...).Text()
+	cancel()
 	if err != nil {
-		return breaker.Result{}, s.fail("apply", name, err)
+		return breaker.Result{}, s.failCall(ctx, "apply", name, err)
 	}
 	r, err := s.result("apply", name, v)
 	if err != nil {
 		return breaker.Result{}, err
 	}
-	if v[0] == '1' { // unknown circuit, nothing written
+	if r.Ignored { // the flag: unknown circuit, nothing written
 		return breaker.Result{}, fmt.Errorf("redisstore: apply circuit %q: %w", name, breaker.ErrUnknownCircuit)
+	}
+	if cv, ok := s.circuits.Load(name); ok {
+		s.learn(cv.(*circuit), fact{state: r.State, gen: r.Generation, unsure: true}, at)
 	}
 	return r, nil
 }
 
-// result parses the reply of record and apply:
-// "flag state generation from to tgen".
+// result parses the reply of apply: "flag state generation from to tgen".
 func (s *Store) result(op, name, v string) (breaker.Result, error) {
 	var f [6]int64
 	if err := parseReply(v, f[:]); err != nil {
@@ -427,15 +620,26 @@ func (s *Store) result(op, name, v string) (breaker.Result, error) {
 	}, nil
 }
 
-// Load implements breaker.Store: one read-only script call.
+// Load implements breaker.Store: one read-only script call. A reset this
+// replica holds back for the circuit (see Record) is sent first, so Load
+// reads this replica's own outcomes.
 func (s *Store) Load(ctx context.Context, name string) (breaker.Snapshot, error) {
 	if err := s.check("load", name); err != nil {
 		return breaker.Snapshot{}, err
 	}
-	k := keysFor(s.prefix, name)
-	v, err := loadScript.Run(ctx, s.client, []string{k.hash, k.window, k.leases}, s.baseArgs(k, 0)...).Slice()
+	if cv, ok := s.circuits.Load(name); ok {
+		if c := cv.(*circuit); c.pending.Load() != 0 {
+			if err := s.flush(ctx, []*circuit{c}); err != nil {
+				return breaker.Snapshot{}, err
+			}
+		}
+	}
+	k := s.keys(name)
+	cctx, cancel := s.callCtx(ctx)
+	v, err := loadScript.Run(cctx, s.client, []string{k.hash, k.window, k.leases}, s.baseArgs(k, 0)...).Slice()
+	cancel()
 	if err != nil {
-		return breaker.Snapshot{}, s.fail("load", name, err)
+		return breaker.Snapshot{}, s.failCall(ctx, "load", name, err)
 	}
 	return s.snapshot(name, v)
 }
@@ -486,6 +690,12 @@ func (s *Store) badReply(op, name, v string, err error) error {
 		v = v[:200] + "..."
 	}
 	return fmt.Errorf("redisstore: %s circuit %q: %w: unexpected script reply %q: %v", op, name, errBadReply, v, err)
+}
+
+// micros turns the scripts' microseconds into a duration, clamped to what
+// the scripts send (they clamp durations to maxDuration).
+func micros(v int64) time.Duration {
+	return time.Duration(min(v, maxDuration.Microseconds())) * time.Microsecond
 }
 
 // micro turns the scripts' microseconds into a time; 0 is the zero time.

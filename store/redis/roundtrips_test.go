@@ -14,7 +14,8 @@ import (
 )
 
 // TestRoundTrips counts the Redis round trips of one Breaker call on each
-// path, with warm script caches: every decision is one script call.
+// path of a strict store, with warm script caches: every decision is one
+// script call. (TestLocalViewCommands counts them with local views.)
 func TestRoundTrips(t *testing.T) {
 	ctx := context.Background()
 	f := newFakeRedis(t)
@@ -22,7 +23,7 @@ func TestRoundTrips(t *testing.T) {
 	h := newCountHook()
 	c.AddHook(h)
 	b, err := breaker.New("svc", breaker.Config{
-		Store:            redisstore.New(c),
+		Store:            f.storeOn(t, c, redisstore.WithStrict()),
 		FailureThreshold: 2,
 		Timeout:          time.Second,
 	})

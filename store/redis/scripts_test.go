@@ -17,10 +17,10 @@ import (
 var scriptSHAs = []struct {
 	name, src, sha string
 }{
-	{"admit", lua.Admit, "bf9b8c39811b7736ae40c5d5f6786a487b2c45a4"},
-	{"record", lua.Record, "c01ef60b83431891e31e906bd51a775fb822053f"},
-	{"apply", lua.Apply, "dfcf1e28a00c8af7b02c737a76a9531170b55bd4"},
-	{"load", lua.Load, "d7fe3ff9a8b96bf768ae60c2b41e9d08deea078a"},
+	{"admit", lua.Admit, "b51049141df30607f4705f36cd0b076d45f42910"},
+	{"record", lua.Record, "f00ad9f8fd6a36023b803f895c87fe095283e32b"},
+	{"apply", lua.Apply, "1ad81717a9b92fa26d8da59c166e405c1cf3c133"},
+	{"load", lua.Load, "18082b6bb523d052d558973e41c733b9b26b8114"},
 }
 
 // TestScriptSHAs checks that each pinned SHA1 is what SCRIPT LOAD answers

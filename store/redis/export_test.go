@@ -1,0 +1,41 @@
+package redisstore
+
+import (
+	"time"
+
+	"github.com/tripline/tripline/breaker"
+)
+
+// WithLocalClock replaces the local monotonic clock, so tests move it with
+// the fake Redis clock instead of sleeping.
+func WithLocalClock(now func() time.Duration) Option {
+	return func(o *options) { o.clock = now }
+}
+
+// DropEvents makes the subscriber drop every message it receives (a lost
+// message), or stop dropping them.
+func (s *Store) DropEvents(drop bool) { s.dropEvents.Store(drop) }
+
+// Epoch returns the subscription epoch: odd while the subscription is live.
+func (s *Store) Epoch() uint64 { return s.epoch.Load() }
+
+// LocalView describes the store's view of a circuit.
+type LocalView struct {
+	Known bool // the store holds a view
+	Fresh bool // it may decide calls now
+	State breaker.State
+	Gen   uint64
+}
+
+// ViewOf returns the store's view of the circuit name.
+func (s *Store) ViewOf(name string) LocalView {
+	cv, ok := s.circuits.Load(name)
+	if !ok {
+		return LocalView{}
+	}
+	v := cv.(*circuit).view.Load()
+	if v == nil {
+		return LocalView{}
+	}
+	return LocalView{Known: true, Fresh: s.local() && s.fresh(v, s.now()), State: v.state, Gen: v.gen}
+}

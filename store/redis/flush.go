@@ -1,0 +1,166 @@
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tripline/tripline/breaker"
+)
+
+// queueReset holds back the reset that a closed-state success of generation
+// gen causes, for the next flush: one write per circuit per flush interval
+// at most, however many successes come.
+func (s *Store) queueReset(c *circuit, p breaker.Policy, gen uint64) {
+	if pp := c.resetPolicy.Load(); pp == nil || *pp != p {
+		np := p
+		c.resetPolicy.Store(&np)
+	}
+	if c.pending.Swap(gen+1) != 0 {
+		return // already queued
+	}
+	s.flushMu.Lock()
+	defer s.flushMu.Unlock()
+	s.dirty = append(s.dirty, c)
+	if s.timer == nil && !s.closed.Load() {
+		s.bg.Add(1)
+		s.timer = time.AfterFunc(s.flushEvery, s.flushTick)
+	}
+}
+
+// flushTick sends the resets queued since the timer was set. It runs on
+// the timer's goroutine; no goroutine waits while nothing is queued.
+func (s *Store) flushTick() {
+	defer s.bg.Done()
+	s.flushMu.Lock()
+	list := s.dirty
+	s.dirty, s.timer = nil, nil
+	s.flushMu.Unlock()
+	if err := s.flush(context.Background(), list); err != nil {
+		s.logger.LogAttrs(context.Background(), slog.LevelWarn, "redisstore: background reset failed", slog.Any("error", err))
+	}
+}
+
+// flushAll stops the timer and sends every queued reset (Close).
+func (s *Store) flushAll() error {
+	s.flushMu.Lock()
+	t, list := s.timer, s.dirty
+	s.timer, s.dirty = nil, nil
+	s.flushMu.Unlock()
+	if t != nil && t.Stop() {
+		s.bg.Done() // flushTick will not run
+	}
+	return s.flush(context.Background(), list)
+}
+
+// resetItem is one circuit's reset in a flush.
+type resetItem struct {
+	c   *circuit
+	gen uint64
+}
+
+// flush sends the pending reset of each circuit in list (those still
+// pending), in one pipeline: each is the record script with a success of
+// the generation the reset belongs to, so Redis ignores it if the circuit
+// has moved on. A circuit's lock is held until its reply is learned, so a
+// failure on it waits for the reset (its order on this replica is kept).
+// One flush runs at a time.
+func (s *Store) flush(ctx context.Context, list []*circuit) error {
+	s.flushing.Lock()
+	defer s.flushing.Unlock()
+	var batch []resetItem
+	defer func() {
+		for _, it := range batch {
+			it.c.mu.Unlock()
+		}
+	}()
+	for _, c := range list {
+		c.mu.Lock()
+		g := c.pending.Swap(0)
+		if g == 0 {
+			c.mu.Unlock()
+			continue
+		}
+		if v := c.view.Load(); v != nil && v.gen > g-1 {
+			c.mu.Unlock() // the circuit has moved on: Redis would ignore it
+			continue
+		}
+		c.ownFailure.Store(false)
+		batch = append(batch, resetItem{c: c, gen: g - 1})
+	}
+	if len(batch) == 0 {
+		return nil
+	}
+	keys := make([][]string, len(batch))
+	args := make([][]any, len(batch))
+	for i, it := range batch {
+		keys[i] = it.c.keys.list(s.callID())
+		o := breaker.Outcome{Kind: breaker.OutcomeSuccess, Generation: it.gen}
+		args[i] = s.recordArgs(it.c, *it.c.resetPolicy.Load(), o, false)
+	}
+	at := s.mark()
+	cctx, cancel := s.callCtx(ctx)
+	defer cancel()
+	replies := make([]string, len(batch))
+	errs := make([]error, len(batch))
+	if len(batch) == 1 {
+		replies[0], errs[0] = recordScript.Run(cctx, s.client, keys[0], args[0]...).Text()
+	} else {
+		pipe := s.client.Pipeline()
+		cmds := make([]*redis.Cmd, len(batch))
+		for i := range batch {
+			cmds[i] = pipe.EvalSha(cctx, recordScript.Hash(), keys[i], args[i]...)
+		}
+		_, _ = pipe.Exec(cctx) // each command carries its own error
+		for i := range batch {
+			replies[i], errs[i] = cmds[i].Text()
+			if redis.HasErrorPrefix(errs[i], "NOSCRIPT") {
+				replies[i], errs[i] = recordScript.Run(cctx, s.client, keys[i], args[i]...).Text()
+			}
+		}
+	}
+	for i, it := range batch {
+		if errs[i] != nil {
+			errs[i] = s.failCall(ctx, "reset", it.c.name, errs[i])
+			it.c.ownFailure.Store(true) // the next success tries again
+			continue
+		}
+		_, f, err := s.recordReply(it.c.name, replies[i])
+		if err != nil {
+			errs[i] = err
+			continue
+		}
+		s.learn(it.c, f, at)
+	}
+	return errors.Join(errs...)
+}
+
+// Close stops the store's background work: the subscription that keeps the
+// local views true, and the timer of the held-back resets, which it sends
+// first (bounded by the call timeout). It waits for both to end. The Store
+// still answers afterwards, as a strict one (WithStrict). Close does not
+// close the client. Calling it again does nothing.
+func (s *Store) Close() error {
+	if !s.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	close(s.done)
+	s.psMu.Lock()
+	ps, cancel := s.ps, s.cancelSub
+	s.psMu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+	if ps != nil {
+		_ = ps.Close()
+	}
+	var err error
+	if s.err == nil {
+		err = s.flushAll()
+	}
+	s.bg.Wait()
+	return err
+}

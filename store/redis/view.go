@@ -1,0 +1,227 @@
+package redisstore
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tripline/tripline/breaker"
+)
+
+// circuit is what a Store keeps for one circuit name: its keys, built once,
+// and its local view.
+type circuit struct {
+	name string
+	keys circuitKeys
+	view atomic.Pointer[view] // nil until Redis or an event says something
+
+	// pending is the generation + 1 of a reset (a closed-state success in
+	// consecutive mode) held back to be sent by the next flush; 0: none.
+	// A circuit whose pending is non-zero is in Store.dirty or being
+	// flushed.
+	pending atomic.Uint64
+	// ownFailure is set when this Store sends a failure in closed state, and
+	// cleared when a reset goes out after it: a success must then be sent.
+	ownFailure atomic.Bool
+	// resetPolicy is the policy the pending reset is sent with.
+	resetPolicy atomic.Pointer[breaker.Policy]
+	// mu orders a reset and a failure of this circuit: a failure waits for a
+	// reset being sent, or takes the pending one with it ("reset first").
+	mu sync.Mutex
+}
+
+// view is what a replica knows of a circuit, and since when. It is never
+// changed once stored: a new one replaces it.
+type view struct {
+	state breaker.State
+	gen   uint64
+	// failures: the circuit had consecutive failures counted when last
+	// heard of, so a success must reset them.
+	failures bool
+	// hold: forced open without expiry; rejected until the view is stale.
+	hold bool
+	// deadline (open, not hold): the local time from which a probe may be
+	// due; the view rejects calls until then.
+	deadline time.Duration
+	// at is the local time the view was true at: when the request whose
+	// reply it comes from was sent, or when the event arrived.
+	at time.Duration
+	// epoch is the subscription epoch it was learned in (0: never fresh).
+	epoch uint64
+	// seq orders views: it is taken when the view is stored.
+	seq uint64
+}
+
+// fact is what a reply says about a circuit.
+type fact struct {
+	state    breaker.State
+	gen      uint64
+	failures bool          // consecutive failures are counted
+	override int64         // 0 none, 1 force-open, 2 force-close
+	retry    time.Duration // open: time left until a probe is due
+	unsure   bool          // known state and generation only: keep it, never trust it
+}
+
+// asked is when a request was sent: local time, order and epoch.
+type asked struct {
+	at    time.Duration
+	seq   uint64
+	epoch uint64
+}
+
+// mark is taken just before a request is sent to Redis.
+func (s *Store) mark() asked {
+	return asked{at: s.now(), seq: s.seq.Add(1), epoch: s.epoch.Load()}
+}
+
+// local reports whether the store decides from local views: not strict,
+// not closed.
+func (s *Store) local() bool { return !s.strict && !s.closed.Load() }
+
+// keys returns the keys of a circuit, cached if the circuit is known.
+func (s *Store) keys(name string) circuitKeys {
+	if cv, ok := s.circuits.Load(name); ok {
+		return cv.(*circuit).keys
+	}
+	return keysFor(s.prefix, name)
+}
+
+// circuit returns the circuit called name, made on first use. The first
+// circuit starts the subscription that keeps the views true.
+func (s *Store) circuit(name string) *circuit {
+	if cv, ok := s.circuits.Load(name); ok {
+		return cv.(*circuit)
+	}
+	cv, loaded := s.circuits.LoadOrStore(name, &circuit{name: name, keys: keysFor(s.prefix, name)})
+	if !loaded && s.local() {
+		s.startOnce.Do(s.startSubscriber)
+	}
+	return cv.(*circuit)
+}
+
+// fresh reports whether v may decide a call at local time now: learned
+// while the subscription was live and has stayed so since, and younger
+// than the staleness bound.
+func (s *Store) fresh(v *view, now time.Duration) bool {
+	return v.epoch&1 == 1 && v.epoch == s.epoch.Load() && now-v.at < s.maxStale
+}
+
+// admitLocal answers an admission from a fresh view: closed admits, open
+// rejects until its retry time (forced open without expiry: until the view
+// is stale). Anything else goes to Redis.
+func (s *Store) admitLocal(c *circuit) (breaker.Admission, bool) {
+	if !s.local() {
+		return breaker.Admission{}, false
+	}
+	v := c.view.Load()
+	if v == nil {
+		return breaker.Admission{}, false
+	}
+	now := s.now()
+	if !s.fresh(v, now) {
+		return breaker.Admission{}, false
+	}
+	switch {
+	case v.state == breaker.StateClosed:
+		return breaker.Admission{Allowed: true, State: breaker.StateClosed, Generation: v.gen}, true
+	case v.state == breaker.StateOpen && v.hold:
+		return breaker.Admission{State: breaker.StateOpen, Generation: v.gen}, true
+	case v.state == breaker.StateOpen && now < v.deadline:
+		return breaker.Admission{State: breaker.StateOpen, Generation: v.gen, RetryAfter: v.deadline - now}, true
+	}
+	return breaker.Admission{}, false
+}
+
+// recordLocal answers a closed-state success of the view's generation from
+// a fresh view. In consecutive mode, if failures may be counted, it holds
+// the reset back for the next flush.
+func (s *Store) recordLocal(c *circuit, p breaker.Policy, o breaker.Outcome) (breaker.Result, bool) {
+	if o.Kind != breaker.OutcomeSuccess || o.Probe != 0 || !s.local() {
+		return breaker.Result{}, false
+	}
+	v := c.view.Load()
+	if v == nil || v.state != breaker.StateClosed || v.gen != o.Generation || !s.fresh(v, s.now()) {
+		return breaker.Result{}, false
+	}
+	if p.FailureWindow == 0 && (v.failures || c.ownFailure.Load()) && c.pending.Load() != v.gen+1 {
+		s.queueReset(c, p, v.gen)
+	}
+	return breaker.Result{State: breaker.StateClosed, Generation: v.gen}, true
+}
+
+// beforeFailure prepares a failure about to be sent in consecutive mode: it
+// takes a reset held back for the same generation with it (reset first),
+// after any reset being sent, so this replica's outcomes count in the order
+// it saw them.
+func (s *Store) beforeFailure(c *circuit, p breaker.Policy, o breaker.Outcome) bool {
+	if o.Kind != breaker.OutcomeFailure || p.FailureWindow != 0 || o.Probe != 0 || s.strict {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	resetFirst := c.pending.Swap(0) == o.Generation+1
+	if v := c.view.Load(); v == nil || v.state == breaker.StateClosed {
+		c.ownFailure.Store(true)
+	}
+	return resetFirst
+}
+
+// learn stores what a reply said, as of the request's mark. A reply
+// replaces the view if it is of a later generation, or if its request was
+// sent after the view was stored (so it also follows a circuit that Redis
+// lost and restarted at generation 0); an older reply that arrives late is
+// dropped.
+func (s *Store) learn(c *circuit, f fact, a asked) {
+	nv := &view{state: f.state, gen: f.gen, failures: f.failures, at: a.at, epoch: a.epoch}
+	if f.unsure {
+		nv.epoch = 0
+	}
+	if f.state == breaker.StateOpen {
+		if f.override == 1 && f.retry == 0 {
+			nv.hold = true
+		} else {
+			nv.deadline = a.at + f.retry
+		}
+	}
+	for {
+		old := c.view.Load()
+		if old != nil && f.gen <= old.gen && a.seq < old.seq {
+			return
+		}
+		nv.seq = s.seq.Add(1)
+		if c.view.CompareAndSwap(old, nv) {
+			return
+		}
+	}
+}
+
+// hear stores what an event said, if it is newer than the view: events
+// only move a view forward.
+func (s *Store) hear(ev Event) {
+	cv, ok := s.circuits.Load(ev.Name)
+	if !ok {
+		return // a circuit this replica does not use
+	}
+	c := cv.(*circuit)
+	now := s.now()
+	nv := &view{state: ev.To, gen: ev.Generation, at: now, epoch: s.epoch.Load()}
+	if ev.To == breaker.StateOpen {
+		if ev.RetryAt.IsZero() {
+			nv.hold = true // forced open without expiry
+		} else {
+			// Both times are Redis's; the event's delay on the way is not
+			// known, so the deadline is late by that much at most.
+			nv.deadline = now + max(ev.RetryAt.Sub(ev.At), 0)
+		}
+	}
+	for {
+		old := c.view.Load()
+		if old != nil && ev.Generation <= old.gen {
+			return
+		}
+		nv.seq = s.seq.Add(1)
+		if c.view.CompareAndSwap(old, nv) {
+			return
+		}
+	}
+}
