@@ -166,7 +166,7 @@ type Store struct {
 	psMu       sync.Mutex
 	ps         *redis.PubSub      // the current subscription, for Close
 	cancelSub  context.CancelFunc // cancels the subscriber's dials, for Close
-	dropEvents atomic.Bool   // tests: the subscriber drops every message
+	dropEvents atomic.Bool        // tests: the subscriber drops every message
 
 	// Coalesced resets (see flush.go).
 	flushMu  sync.Mutex
