@@ -5,7 +5,13 @@
 #   bench/run.sh [out.txt]  raw results go to out.txt (default
 #                           bench/results.txt), benchstat's summary to
 #                           out-benchstat.txt, the Markdown tables (medians,
-#                           ratios, allocs) to out-table.txt
+#                           ratios, allocs) to out-table.txt (in-memory
+#                           benchmarks) and out-redis-table.txt
+#                           (BenchmarkRedis: ops/s, latency, commands per
+#                           call, propagation, memory per circuit)
+#
+#   BENCH=Redis ROUNDS=8 BENCHTIME=0.5s bench/run.sh redis.txt
+#                           the Redis run of BENCHMARKS.md
 #
 # Environment: ROUNDS (default 10) x COUNT (default 1) samples per benchmark,
 # BENCH (default .) the -bench regexp, BENCHTIME (default 1s).
@@ -36,6 +42,7 @@ go test -c -o "$bin" .
 	echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 	echo "go: $(go env GOVERSION)"
 	echo "nproc: $(nproc)"
+	echo "redis-server: $(redis-server --version 2>/dev/null || echo missing)"
 } >"$out"
 for ((i = 1; i <= rounds; i++)); do
 	echo "round $i/$rounds" >&2
@@ -43,4 +50,11 @@ for ((i = 1; i <= rounds; i++)); do
 		-test.benchtime "$benchtime" | tee -a "$out"
 done
 "${benchstat[@]}" -col /impl "$out" | tee "$base-benchstat.txt"
-"${benchstat[@]}" -format csv -col /impl "$out" 2>/dev/null | awk -f table.awk | tee "$base-table.txt"
+if grep -q '^Benchmark' <(grep -v '^BenchmarkRedis/' "$out"); then
+	mem=$(dirname "$bin")/memory.txt
+	grep -v '^BenchmarkRedis/' "$out" >"$mem"
+	"${benchstat[@]}" -format csv -col /impl "$mem" 2>/dev/null | awk -f table.awk | tee "$base-table.txt"
+fi
+if grep -q '^BenchmarkRedis/' "$out"; then
+	awk -f redis-table.awk "$out" | tee "$base-redis-table.txt"
+fi
