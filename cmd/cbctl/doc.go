@@ -29,6 +29,14 @@
 // override's time left are measured against the server's TIME, not the
 // machine cbctl runs on. Tables print times in UTC, RFC 3339.
 //
+// # Names
+//
+// Tables, watch lines and the open/close/reset line print a name (and an
+// override's actor and reason) as it is when every character is printable,
+// and quoted with Go escapes ("pay\nments") when it is not, so no name can
+// add rows or send control codes to the terminal. JSON output keeps names
+// exactly as stored.
+//
 // # JSON output
 //
 // list -o json prints an array (empty: []) of circuit objects, sorted by

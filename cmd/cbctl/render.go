@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"io"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/tripline/tripline/breaker"
 	redisstore "github.com/tripline/tripline/store/redis"
@@ -134,7 +137,7 @@ func writeListTable(w io.Writer, snaps []breaker.Snapshot, now time.Time) error 
 	fmt.Fprintln(tw, "NAME\tSTATE\tFAILURES\tGENERATION\tPROBE IN\tOVERRIDE")
 	for _, s := range snaps {
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\n",
-			s.Name, s.State, s.Failures, s.Generation, probeIn(s, now), overrideSummary(s.Override, now))
+			shown(s.Name), s.State, s.Failures, s.Generation, probeIn(s, now), overrideSummary(s.Override, now))
 	}
 	return tw.Flush()
 }
@@ -175,10 +178,10 @@ func overrideSummary(o *breaker.Override, now time.Time) string {
 		fmt.Fprintf(&b, " %s left", shortDuration(max(o.Until.Sub(now), 0)))
 	}
 	if o.Actor != "" {
-		fmt.Fprintf(&b, " by %s", o.Actor)
+		fmt.Fprintf(&b, " by %s", shown(o.Actor))
 	}
 	if o.Reason != "" {
-		fmt.Fprintf(&b, ": %s", oneLine(o.Reason))
+		fmt.Fprintf(&b, ": %s", shown(oneLine(o.Reason)))
 	}
 	return b.String()
 }
@@ -187,7 +190,7 @@ func overrideSummary(o *breaker.Override, now time.Time) string {
 func writeGetTable(w io.Writer, s breaker.Snapshot, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', 0)
 	row := func(k, v string) { fmt.Fprintf(tw, "%s:\t%s\n", k, v) }
-	row("name", s.Name)
+	row("name", shown(s.Name))
 	row("state", s.State.String())
 	row("generation", fmt.Sprint(s.Generation))
 	row("failures", fmt.Sprint(s.Failures))
@@ -201,8 +204,8 @@ func writeGetTable(w io.Writer, s breaker.Snapshot, now time.Time) error {
 		row("override", "none")
 	} else {
 		row("override", o.Mode.String())
-		row("  actor", orDash(o.Actor))
-		row("  reason", orDash(oneLine(o.Reason)))
+		row("  actor", orDash(shown(o.Actor)))
+		row("  reason", orDash(shown(oneLine(o.Reason))))
 		row("  set at", stamp(o.At, now))
 		if o.Until.IsZero() {
 			row("  until", "reset")
@@ -249,6 +252,18 @@ func orDash(s string) string {
 	return s
 }
 
+// shown is s as the table and text output print it: as is when every
+// character is printable, else quoted with Go escapes, so that a name
+// holding "\n" or an escape sequence can neither add rows to a table nor
+// send control codes to the operator's terminal. JSON output needs no such
+// care: its encoder escapes control characters.
+func shown(s string) string {
+	if !utf8.ValidString(s) || strings.IndexFunc(s, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0 {
+		return strconv.Quote(s)
+	}
+	return s
+}
+
 // oneLine keeps an operator's reason from breaking the table.
 func oneLine(s string) string {
 	return strings.Join(strings.Fields(s), " ")
@@ -257,7 +272,7 @@ func oneLine(s string) string {
 // describeApply is the line open, close and reset print.
 func describeApply(name string, c breaker.Command, r breaker.Result) string {
 	var b strings.Builder
-	b.WriteString(name + ": ")
+	b.WriteString(shown(name) + ": ")
 	switch c.Kind {
 	case breaker.CommandForceOpen:
 		b.WriteString("forced open")
@@ -273,9 +288,9 @@ func describeApply(name string, c breaker.Command, r breaker.Result) string {
 			b.WriteString(" until reset")
 		}
 	}
-	fmt.Fprintf(&b, " by %s", c.Actor)
+	fmt.Fprintf(&b, " by %s", shown(c.Actor))
 	if c.Reason != "" {
-		fmt.Fprintf(&b, " (%s)", oneLine(c.Reason))
+		fmt.Fprintf(&b, " (%s)", shown(oneLine(c.Reason)))
 	}
 	if t := r.Transition; t.Changed() {
 		fmt.Fprintf(&b, "; %s -> %s, generation %d", t.From, t.To, r.Generation)
@@ -299,9 +314,9 @@ func writeEvent(w io.Writer, format string, ev redisstore.Event) error {
 		return err
 	}
 	line := fmt.Sprintf("%s  %s  %s -> %s  generation %d",
-		ev.At.UTC().Format("2006-01-02T15:04:05.000Z07:00"), ev.Name, ev.From, ev.To, ev.Generation)
+		ev.At.UTC().Format("2006-01-02T15:04:05.000Z07:00"), shown(ev.Name), ev.From, ev.To, ev.Generation)
 	if ev.Cause != "" {
-		line += "  (" + ev.Cause + ")"
+		line += "  (" + shown(ev.Cause) + ")"
 	}
 	_, err := fmt.Fprintln(w, line)
 	return err
