@@ -137,7 +137,7 @@ func (d *display) redraw(ctx context.Context) {
 	for _, r := range d.replicas {
 		s := r.snapshot()
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n",
-			r.name, s.View, s.Calls, s.OK, s.Failed, s.Rejected, s.Probes, s.Trips, s.Last)
+			r.name, s.sees(), s.Calls, s.OK, s.Failed, s.Rejected, s.Probes, s.Trips, s.Last)
 	}
 	_ = tw.Flush()
 	b.WriteString("\nevents:\n")

@@ -42,11 +42,12 @@ func (r *result) trips() int {
 
 // print writes the summary.
 func (r *result) print(w io.Writer) {
-	var calls, ok, failed, rejected, probes, storeErrs int
+	var calls, ok, failed, rejected, probes int
+	var storeErrs, degradedCalls uint64
 	for _, name := range r.names {
 		s := r.replicas[name]
 		calls, ok, failed, rejected = calls+s.Calls, ok+s.OK, failed+s.Failed, rejected+s.Rejected
-		probes, storeErrs = probes+s.Probes, storeErrs+s.StoreErrors
+		probes, storeErrs, degradedCalls = probes+s.Probes, storeErrs+s.StoreErrors, degradedCalls+s.DegradedCalls
 	}
 	fmt.Fprintf(w, "\nsummary after %s (%s, upstream schedule %s):\n", r.elapsed.Round(100*time.Millisecond), r.backend, r.sched)
 	fmt.Fprintf(w, "  %d replicas made %d calls to the upstream (%d ok, %d failed); the circuit rejected %d more without calling\n",
@@ -54,7 +55,7 @@ func (r *result) print(w io.Writer) {
 	fmt.Fprintf(w, "  fleet-wide: %s (closed -> open), %s, %s; the store published %d\n",
 		plural(r.trips(), "trip"), plural(probes, "probe"), plural(len(r.transitions), "transition"), len(r.published))
 	if storeErrs > 0 {
-		fmt.Fprintf(w, "  store errors: %d\n", storeErrs)
+		fmt.Fprintf(w, "  store errors: %d; calls decided locally while degraded: %d\n", storeErrs, degradedCalls)
 	}
 	for _, name := range r.names {
 		s := r.replicas[name]

@@ -46,10 +46,25 @@ type transition struct {
 
 // stats are one replica's counts.
 type stats struct {
-	Calls, OK, Failed, Rejected, StoreErrors, Probes, Trips int
-	SawOpen                                                 bool
-	View                                                    view
-	Last                                                    string // what its last call did
+	Calls, OK, Failed, Rejected, Probes, Trips int
+	SawOpen                                    bool
+	View                                       view
+	Last                                       string // what its last call did
+
+	// From the Breaker's Snapshot after each call. With the default
+	// degraded mode (FallbackLocal) Do returns no error for a store outage:
+	// the Breaker decides calls locally, and only Snapshot tells.
+	Degraded      bool   // the store could not answer: the Breaker decides locally
+	StoreErrors   uint64 // store calls that failed on this replica's Breaker
+	DegradedCalls uint64 // calls it decided without the store
+}
+
+// sees is the SEES column: the view, marked while degraded.
+func (s stats) sees() string {
+	if s.Degraded {
+		return s.View.String() + " (degraded)"
+	}
+	return s.View.String()
 }
 
 // replica is one instance of a client service: its own Redis client, its
@@ -146,9 +161,23 @@ func (r *replica) call(ctx context.Context) {
 	// it would count as a success (context.Canceled is not a failure) and
 	// could close a half-open circuit.
 	err := r.br.Do(context.WithoutCancel(ctx), r.get)
+	snapCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+	snap, snapErr := r.br.Snapshot(snapCtx)
+	cancel()
 
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	wasDegraded := r.st.Degraded
+	if snapErr == nil {
+		r.st.Degraded, r.st.StoreErrors, r.st.DegradedCalls = snap.Degraded, snap.StoreErrors, snap.DegradedCalls
+	}
+	switch {
+	case r.st.Degraded && !wasDegraded:
+		r.report(fmt.Sprintf("%-10s degraded: the store does not answer, this replica decides calls locally", r.name))
+	case !r.st.Degraded && wasDegraded:
+		r.report(fmt.Sprintf("%-10s store answers again: back on the shared circuit (%d calls decided locally so far)",
+			r.name, r.st.DegradedCalls))
+	}
 	moved, to := r.moved, r.to
 	r.moved = false
 	before := r.st.View
@@ -169,7 +198,8 @@ func (r *replica) call(ctx context.Context) {
 			r.st.Last = "rejected: half-open, another replica holds the probe"
 		}
 	case errors.As(err, &se):
-		r.st.StoreErrors++
+		// Not an outage in FallbackLocal mode (see stats); counted in
+		// StoreErrors by the Breaker.
 		r.st.Last = "store error: " + se.Err.Error()
 		return
 	case err != nil:
