@@ -140,6 +140,20 @@ func (a *app) connect(g *globalFlags) (*session, error) {
 
 func (s *session) close() { _ = s.client.Close() }
 
+// withSession connects as the flags say and runs fn with a ctx bounded by
+// --timeout, then closes the connection. list, get, open, close and reset
+// use it; watch runs until interrupted, without the timeout.
+func (a *app) withSession(ctx context.Context, g *globalFlags, fn func(context.Context, *session) error) error {
+	s, err := a.connect(g)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	ctx, cancel := context.WithTimeout(ctx, g.timeout)
+	defer cancel()
+	return fn(ctx, s)
+}
+
 // fail turns a Redis error into one line that names the target, without
 // its password.
 func (s *session) fail(what string, err error) error {
@@ -177,34 +191,29 @@ func (a *app) listCmd(g *globalFlags) *cobra.Command {
 				}
 				filter = &st
 			}
-			s, err := a.connect(g)
-			if err != nil {
-				return err
-			}
-			defer s.close()
-			ctx, cancel := context.WithTimeout(cmd.Context(), g.timeout)
-			defer cancel()
-			snaps, err := s.store.List(ctx)
-			if err != nil {
-				return s.fail("list circuits", err)
-			}
-			now, err := s.now(ctx)
-			if err != nil {
-				return err
-			}
-			if filter != nil {
-				kept := snaps[:0]
-				for _, snap := range snaps {
-					if snap.State == *filter {
-						kept = append(kept, snap)
-					}
+			return a.withSession(cmd.Context(), g, func(ctx context.Context, s *session) error {
+				snaps, err := s.store.List(ctx)
+				if err != nil {
+					return s.fail("list circuits", err)
 				}
-				snaps = kept
-			}
-			if out == "json" {
-				return writeJSON(a.stdout, listJSON(snaps, now))
-			}
-			return writeListTable(a.stdout, snaps, now)
+				now, err := s.now(ctx)
+				if err != nil {
+					return err
+				}
+				if filter != nil {
+					kept := snaps[:0]
+					for _, snap := range snaps {
+						if snap.State == *filter {
+							kept = append(kept, snap)
+						}
+					}
+					snaps = kept
+				}
+				if out == "json" {
+					return writeJSON(a.stdout, listJSON(snaps, now))
+				}
+				return writeListTable(a.stdout, snaps, now)
+			})
 		}),
 	}
 	addOutputFlag(cmd.Flags(), &out)
@@ -230,28 +239,23 @@ func (a *app) getCmd(g *globalFlags) *cobra.Command {
 				return err
 			}
 			name := args[0]
-			s, err := a.connect(g)
-			if err != nil {
-				return err
-			}
-			defer s.close()
-			ctx, cancel := context.WithTimeout(cmd.Context(), g.timeout)
-			defer cancel()
-			snap, found, err := s.find(ctx, name)
-			if err != nil {
-				return err
-			}
-			if !found {
-				return fmt.Errorf("circuit %s not found", name)
-			}
-			now, err := s.now(ctx)
-			if err != nil {
-				return err
-			}
-			if out == "json" {
-				return writeJSON(a.stdout, toJSON(snap, now))
-			}
-			return writeGetTable(a.stdout, snap, now)
+			return a.withSession(cmd.Context(), g, func(ctx context.Context, s *session) error {
+				snap, found, err := s.find(ctx, name)
+				if err != nil {
+					return err
+				}
+				if !found {
+					return fmt.Errorf("circuit %s not found", shown(name))
+				}
+				now, err := s.now(ctx)
+				if err != nil {
+					return err
+				}
+				if out == "json" {
+					return writeJSON(a.stdout, toJSON(snap, now))
+				}
+				return writeGetTable(a.stdout, snap, now)
+			})
 		}),
 	}
 	addOutputFlag(cmd.Flags(), &out)
@@ -264,7 +268,7 @@ func (a *app) getCmd(g *globalFlags) *cobra.Command {
 func (s *session) find(ctx context.Context, name string) (breaker.Snapshot, bool, error) {
 	snap, err := s.store.Load(ctx, name)
 	if err != nil {
-		return breaker.Snapshot{}, false, s.fail("load circuit "+name, err)
+		return breaker.Snapshot{}, false, s.fail("load circuit "+shown(name), err)
 	}
 	snap.Name = name
 	if !isBlank(snap) {
@@ -353,23 +357,18 @@ func (a *app) apply(ctx context.Context, g *globalFlags, name string, kind break
 	if len(m.reason) > redisstore.MaxNoteLen || len(m.actor) > redisstore.MaxNoteLen {
 		return usageErrorf("--reason and --actor may be at most %d bytes", redisstore.MaxNoteLen)
 	}
-	s, err := a.connect(g)
-	if err != nil {
-		return err
-	}
-	defer s.close()
-	ctx, cancel := context.WithTimeout(ctx, g.timeout)
-	defer cancel()
 	c := breaker.Command{Kind: kind, TTL: m.ttl, Actor: m.actor, Reason: m.reason, IfExists: !m.create}
-	r, err := s.store.Apply(ctx, name, c)
-	if errors.Is(err, breaker.ErrUnknownCircuit) {
-		return fmt.Errorf("circuit %s not found (give --create to %s it anyway)", name, kind)
-	}
-	if err != nil {
-		return s.fail(kind.String()+" circuit "+name, err)
-	}
-	_, err = fmt.Fprintln(a.stdout, describeApply(name, c, r))
-	return err
+	return a.withSession(ctx, g, func(ctx context.Context, s *session) error {
+		r, err := s.store.Apply(ctx, name, c)
+		if errors.Is(err, breaker.ErrUnknownCircuit) {
+			return fmt.Errorf("circuit %s not found (give --create to %s it anyway)", shown(name), kind)
+		}
+		if err != nil {
+			return s.fail(kind.String()+" circuit "+shown(name), err)
+		}
+		_, err = fmt.Fprintln(a.stdout, describeApply(name, c, r))
+		return err
+	})
 }
 
 func (a *app) watchCmd(g *globalFlags) *cobra.Command {

@@ -68,6 +68,14 @@ func TestHostileNamesStayOnOneLine(t *testing.T) {
 	require.Len(t, list, 1)
 	assert.Equal(t, evil, list[0].Name, "JSON keeps the name as it is")
 
+	// Error messages on stderr quote the name too.
+	for _, args := range [][]string{{"get", "ghost\x1b[31m"}, {"reset", "ghost\x1b[31m"}} {
+		out = f.cbctl(t, args...)
+		assert.Equal(t, exitFailure, out.code, args)
+		assert.Contains(t, out.stderr, `circuit "ghost\x1b[31m" not found`, args)
+		assert.NotContains(t, out.stderr, "\x1b", args)
+	}
+
 	waitFor(t, "the watch line", func() bool { return strings.Contains(watchOut.String(), "\n") })
 	cancel()
 	require.Equal(t, exitOK, <-code, watchErr.String())
