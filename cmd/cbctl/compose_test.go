@@ -11,6 +11,8 @@ import (
 	"github.com/mattn/go-shellwords"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/tripline/tripline/internal/testutil"
 )
 
 // The cbctl service of docker-compose.yml (the rest is checked in
@@ -36,7 +38,7 @@ func loadCbctlService(t *testing.T) types.ServiceConfig {
 // anything: the command exists, its flags and arguments are accepted.
 func checkCommandLine(t *testing.T, args []string) {
 	t.Helper()
-	a := testApp(&syncBuffer{}, &syncBuffer{}, nil)
+	a := testApp(&testutil.SyncBuffer{}, &testutil.SyncBuffer{}, nil)
 	root := a.commands()
 	cmd, rest, err := root.Find(args)
 	require.NoError(t, err, "%q", args)

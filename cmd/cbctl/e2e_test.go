@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tripline/tripline/breaker"
+	"github.com/tripline/tripline/internal/testutil"
 	redisstore "github.com/tripline/tripline/store/redis"
 )
 
@@ -61,12 +62,12 @@ func TestTripListResetWatch(t *testing.T) {
 
 	// watch runs for the whole test, as an operator's terminal would.
 	watchCtx, stopWatch := context.WithCancel(t.Context())
-	var watchOut, watchErr syncBuffer
+	var watchOut, watchErr testutil.SyncBuffer
 	watchCode := make(chan int, 1)
 	go func() {
 		watchCode <- testApp(&watchOut, &watchErr, nil).run(watchCtx, []string{"watch", "--redis", f.url})
 	}()
-	waitFor(t, "watch to subscribe", func() bool { return strings.Contains(watchErr.String(), "watching") })
+	testutil.WaitFor(t, "watch to subscribe", func() bool { return strings.Contains(watchErr.String(), "watching") })
 
 	cfg := breaker.Config{FailureThreshold: 3, Timeout: 30 * time.Second}
 	replicas := []*breaker.Breaker{
@@ -173,7 +174,7 @@ func TestTripListResetWatch(t *testing.T) {
 		"2026-03-01T12:00:00.000Z  ledger  closed -> closed  generation 1  (force-close)",
 		"2026-03-01T12:00:12.000Z  payments  open -> closed  generation 2  (reset)",
 	}
-	waitFor(t, "watch to print 4 transitions", func() bool { return len(lines(watchOut.String())) >= len(want) })
+	testutil.WaitFor(t, "watch to print 4 transitions", func() bool { return len(lines(watchOut.String())) >= len(want) })
 	stopWatch()
 	assert.Equal(t, exitOK, <-watchCode, watchErr.String())
 	assert.Equal(t, want, lines(watchOut.String()))
@@ -183,12 +184,12 @@ func TestTripListResetWatch(t *testing.T) {
 func TestWatchFiltersAndJSON(t *testing.T) {
 	f := newFleet(t)
 	ctx, cancel := context.WithCancel(t.Context())
-	var stdout, stderr syncBuffer
+	var stdout, stderr testutil.SyncBuffer
 	code := make(chan int, 1)
 	go func() {
 		code <- testApp(&stdout, &stderr, nil).run(ctx, []string{"watch", "b", "--redis", f.url, "-o", "json"})
 	}()
-	waitFor(t, "watch to subscribe", func() bool { return strings.Contains(stderr.String(), "watching") })
+	testutil.WaitFor(t, "watch to subscribe", func() bool { return strings.Contains(stderr.String(), "watching") })
 
 	for _, name := range []string{"a", "b"} {
 		out := f.cbctl(t, "open", name, "--reason", "test", "--create")
@@ -196,7 +197,7 @@ func TestWatchFiltersAndJSON(t *testing.T) {
 	}
 	out := f.cbctl(t, "reset", "b")
 	require.Equal(t, exitOK, out.code, out.stderr)
-	waitFor(t, "two events for b", func() bool { return len(lines(stdout.String())) >= 2 })
+	testutil.WaitFor(t, "two events for b", func() bool { return len(lines(stdout.String())) >= 2 })
 	cancel()
 	require.Equal(t, exitOK, <-code, stderr.String())
 	got := lines(stdout.String())

@@ -1,40 +1,21 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"flag"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/tripline/tripline/internal/testutil"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden from the output")
-
-// syncBuffer is a bytes.Buffer safe for a writer and a reader in different
-// goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // outcome is what one run of cbctl produced.
 type outcome struct {
@@ -44,7 +25,7 @@ type outcome struct {
 
 // testApp is cbctl with an empty environment (so a REDIS_URL of the machine
 // running the tests is never used) and "tester" as the OS user.
-func testApp(stdout, stderr *syncBuffer, env map[string]string) *app {
+func testApp(stdout, stderr *testutil.SyncBuffer, env map[string]string) *app {
 	return &app{
 		stdout: stdout,
 		stderr: stderr,
@@ -58,7 +39,7 @@ func cbctl(t *testing.T, env map[string]string, args ...string) outcome {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
-	var stdout, stderr syncBuffer
+	var stdout, stderr testutil.SyncBuffer
 	code := testApp(&stdout, &stderr, env).run(ctx, args)
 	return outcome{stdout: stdout.String(), stderr: stderr.String(), code: code}
 }
@@ -75,18 +56,6 @@ func golden(t *testing.T, name, got string) {
 	want, err := os.ReadFile(path)
 	require.NoError(t, err, "missing golden file: run go test -update")
 	assert.Equal(t, string(want), got, "output differs from %s (go test -update rewrites it)", path)
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 // lines splits output into its non-empty lines.

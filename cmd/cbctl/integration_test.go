@@ -18,6 +18,7 @@ import (
 
 	"github.com/tripline/tripline/breaker"
 	"github.com/tripline/tripline/internal/redisserver"
+	"github.com/tripline/tripline/internal/testutil"
 	redisstore "github.com/tripline/tripline/store/redis"
 )
 
@@ -39,12 +40,12 @@ func TestIntegrationSingleWithPassword(t *testing.T) {
 	}
 
 	watchCtx, stopWatch := context.WithCancel(t.Context())
-	var watchOut, watchErr syncBuffer
+	var watchOut, watchErr testutil.SyncBuffer
 	watchCode := make(chan int, 1)
 	go func() {
 		watchCode <- testApp(&watchOut, &watchErr, nil).run(watchCtx, []string{"watch", "payments", "--redis", target})
 	}()
-	waitFor(t, "watch to subscribe", func() bool { return strings.Contains(watchErr.String(), "watching") })
+	testutil.WaitFor(t, "watch to subscribe", func() bool { return strings.Contains(watchErr.String(), "watching") })
 
 	cfg := breaker.Config{FailureThreshold: 3, Timeout: time.Minute}
 	var replicas []*breaker.Breaker
@@ -86,7 +87,7 @@ func TestIntegrationSingleWithPassword(t *testing.T) {
 	assert.Equal(t, exitFailure, out.code)
 	assert.Equal(t, "cbctl: circuit nope not found\n", out.stderr)
 
-	waitFor(t, "two transitions", func() bool { return len(lines(watchOut.String())) >= 2 })
+	testutil.WaitFor(t, "two transitions", func() bool { return len(lines(watchOut.String())) >= 2 })
 	stopWatch()
 	require.Equal(t, exitOK, <-watchCode, watchErr.String())
 	got := lines(watchOut.String())
@@ -132,12 +133,12 @@ func TestIntegrationCluster(t *testing.T) {
 	// cluster bus, later, so a subscription made after the writes could
 	// still receive some of them.
 	watchCtx, stopWatch := context.WithCancel(t.Context())
-	var watchOut, watchErr syncBuffer
+	var watchOut, watchErr testutil.SyncBuffer
 	watchCode := make(chan int, 1)
 	go func() {
 		watchCode <- testApp(&watchOut, &watchErr, nil).run(watchCtx, []string{"watch", "--cluster", nodes})
 	}()
-	waitFor(t, "watch to subscribe", func() bool { return strings.Contains(watchErr.String(), "watching") })
+	testutil.WaitFor(t, "watch to subscribe", func() bool { return strings.Contains(watchErr.String(), "watching") })
 
 	// Enough circuits that every master holds some.
 	const n = 30
@@ -178,7 +179,7 @@ func TestIntegrationCluster(t *testing.T) {
 	require.Equal(t, exitOK, out.code, out.stderr)
 	assert.Contains(t, out.stdout, "  reason:     spread\n")
 
-	waitFor(t, "30 force-opens and 10 resets on the event stream", func() bool { return len(lines(watchOut.String())) >= n+10 })
+	testutil.WaitFor(t, "30 force-opens and 10 resets on the event stream", func() bool { return len(lines(watchOut.String())) >= n+10 })
 	stopWatch()
 	require.Equal(t, exitOK, <-watchCode, watchErr.String())
 	opens, resets := 0, 0

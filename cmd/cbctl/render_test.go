@@ -8,6 +8,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/tripline/tripline/internal/testutil"
 )
 
 func TestShown(t *testing.T) {
@@ -36,12 +38,12 @@ func TestHostileNamesStayOnOneLine(t *testing.T) {
 	f := newFleet(t)
 
 	ctx, cancel := context.WithCancel(t.Context())
-	var watchOut, watchErr syncBuffer
+	var watchOut, watchErr testutil.SyncBuffer
 	code := make(chan int, 1)
 	go func() {
 		code <- testApp(&watchOut, &watchErr, nil).run(ctx, []string{"watch", "--redis", f.url})
 	}()
-	waitFor(t, "watch to subscribe", func() bool { return strings.Contains(watchErr.String(), "watching") })
+	testutil.WaitFor(t, "watch to subscribe", func() bool { return strings.Contains(watchErr.String(), "watching") })
 
 	out := f.cbctl(t, "open", evil, "--reason", "r\x1b[2J", "--actor", "ops\x07", "--create")
 	require.Equal(t, exitOK, out.code, out.stderr)
@@ -76,7 +78,7 @@ func TestHostileNamesStayOnOneLine(t *testing.T) {
 		assert.NotContains(t, out.stderr, "\x1b", args)
 	}
 
-	waitFor(t, "the watch line", func() bool { return strings.Contains(watchOut.String(), "\n") })
+	testutil.WaitFor(t, "the watch line", func() bool { return strings.Contains(watchOut.String(), "\n") })
 	cancel()
 	require.Equal(t, exitOK, <-code, watchErr.String())
 	assert.Len(t, lines(watchOut.String()), 1, watchOut.String())

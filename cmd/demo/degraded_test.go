@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tripline/tripline/breaker"
+	"github.com/tripline/tripline/internal/testutil"
 	"github.com/tripline/tripline/store/memory"
 )
 
@@ -60,7 +61,7 @@ func TestReplicaShowsDegraded(t *testing.T) {
 	up := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
 	defer up.Close()
 	store := &flakyStore{Store: memory.New()}
-	var lines syncBuffer
+	var lines testutil.SyncBuffer
 	report := func(line string) { _, _ = lines.Write([]byte(line + "\n")) }
 	r, err := newReplica("r1", up.URL, store, breakerConfig{circuit: "c", threshold: 3, openTimeout: time.Second},
 		func() time.Duration { return 0 }, report, nil)
@@ -89,7 +90,7 @@ func TestReplicaShowsDegraded(t *testing.T) {
 
 	// The Breaker probes the store again after a short backoff (50ms).
 	store.down.Store(false)
-	waitFor(t, "the replica to leave the degraded episode", func() bool {
+	testutil.WaitFor(t, "the replica to leave the degraded episode", func() bool {
 		r.call(t.Context())
 		return !r.snapshot().Degraded
 	})

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +16,7 @@ import (
 
 	"github.com/tripline/tripline/breaker"
 	"github.com/tripline/tripline/internal/redact"
+	"github.com/tripline/tripline/internal/testutil"
 )
 
 func TestParseSchedule(t *testing.T) {
@@ -112,7 +112,7 @@ func runFleet(t *testing.T, env map[string]string) {
 	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(t.Context(), cfg.duration)
 	defer cancel()
-	var out syncBuffer
+	var out testutil.SyncBuffer
 	res, err := runAll(ctx, cfg, &out, false)
 	require.NoError(t, err)
 	res.print(&out)
@@ -187,14 +187,14 @@ func TestRolesTalkThroughRedis(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	var upOut, upErr syncBuffer
+	var upOut, upErr testutil.SyncBuffer
 	upDone := make(chan int, 1)
 	go func() {
 		upDone <- run(ctx, []string{"--role", "upstream", "--upstream-addr", addr, "--duration", "0", "--schedule", "down=400ms,up"}, &upOut, &upErr)
 	}()
-	waitFor(t, "upstream to listen", func() bool { return strings.Contains(upOut.String(), "listening") })
+	testutil.WaitFor(t, "upstream to listen", func() bool { return strings.Contains(upOut.String(), "listening") })
 
-	var repOut, repErr syncBuffer
+	var repOut, repErr testutil.SyncBuffer
 	code := run(t.Context(), []string{
 		"--role", "replica", "--duration", "1s", "--upstream-url", "http://" + addr + "/",
 		"--redis", "redis://" + mr.Addr(), "--name", "r1", "--interval", "10ms", "--open-timeout", "100ms",
@@ -211,36 +211,6 @@ func TestRolesTalkThroughRedis(t *testing.T) {
 	assert.Contains(t, upOut.String(), "up: answers 200")
 }
 
-// syncBuffer is a bytes.Buffer safe for concurrent writers and readers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func TestDemoNeverPrintsThePassword(t *testing.T) {
 	assert.Equal(t, "dial redis://alice:xxxxx@h", redactErr(errors.New("dial redis://alice:s3cret@h"), "redis://alice:s3cret@h:1"))
 	// URLs url.Parse rejects: the password is still hidden (it was printed
@@ -253,7 +223,7 @@ func TestDemoNeverPrintsThePassword(t *testing.T) {
 
 	for _, bad := range []string{"redis://alice:s3cret@h:port", "redis://alice:s3/cret@h:1/x"} {
 		for _, role := range []string{"all", "replica"} {
-			var stdout, stderr syncBuffer
+			var stdout, stderr testutil.SyncBuffer
 			code := run(t.Context(), []string{"--role", role, "--redis", bad, "--upstream-url", "http://127.0.0.1:1/", "--duration", "1s"}, &stdout, &stderr)
 			assert.Equal(t, 1, code, "%s %s", role, bad)
 			assert.Contains(t, stderr.String(), "not a valid redis:// or rediss:// URL")
