@@ -76,8 +76,8 @@ func String(s string, secrets []string) string {
 	return s
 }
 
-// Userinfo returns the userinfo of raw ("u:p" in "redis://u:p@h:1") as
-// splitUserinfo finds it; ok is false when there is none.
+// Userinfo returns the userinfo of raw ("u:p" in "redis://u:p@h:1"): what
+// lies between "://" and the last '@'. ok is false when there is none.
 func Userinfo(raw string) (userinfo string, ok bool) {
 	_, userinfo, _, ok = splitUserinfo(raw)
 	return userinfo, ok
