@@ -120,6 +120,18 @@ func faultClusterOptions(addrs []string) *redis.ClusterOptions {
 	}
 }
 
+// openStore returns a store on c and closes it when t ends (before c, if
+// c's cleanup was registered first). A store that keeps local views runs
+// a subscription of its own, which only Close ends.
+func openStore(t *testing.T, c redis.UniversalClient, opts ...redisstore.Option) *redisstore.Store {
+	t.Helper()
+	st := redisstore.New(c, opts...)
+	if closer, ok := any(st).(interface{ Close() error }); ok {
+		t.Cleanup(func() { _ = closer.Close() })
+	}
+	return st
+}
+
 // replicaSpec describes one replica of a fault fleet.
 type replicaSpec struct {
 	mode   breaker.DegradedMode
@@ -336,14 +348,14 @@ func newFaultFleet(t *testing.T, admin redis.UniversalClient, specs []replicaSpe
 	f.probes.Store(newProbeLedger())
 	t.Cleanup(func() { _ = admin.Close() })
 	f.adminC = admin
-	f.admin = redisstore.New(admin, redisstore.WithPrefix(f.prefix))
+	f.admin = openStore(t, admin, redisstore.WithPrefix(f.prefix))
 	f.watchCtx, f.endWatch = context.WithCancel(context.Background())
 	logger := slog.New(episodeCounter{&f.episodes, &f.recoveries})
 	for i, spec := range specs {
 		c := spec.client()
 		t.Cleanup(func() { _ = c.Close() })
 		r := &faultReplica{id: i, spec: spec, client: c, watchEnd: make(chan struct{})}
-		r.store = redisstore.New(c, redisstore.WithPrefix(f.prefix))
+		r.store = openStore(t, c, redisstore.WithPrefix(f.prefix))
 		for ci := range numCircuits {
 			cfg := circuitConfig(ci)
 			cfg.Store = tracedStore{inner: r.store, f: f}

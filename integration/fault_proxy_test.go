@@ -132,10 +132,10 @@ func TestFaultWatchSilentConnection(t *testing.T) {
 	proxy := redisserver.StartProxy(t, srv.Addr())
 	prefix := newPrefix(t)
 	client := redis.NewClient(faultOptions(proxy.Addr(), 1))
-	defer client.Close()
-	admin := redisstore.New(newClient(t, srv.Addr()), redisstore.WithPrefix(prefix))
+	t.Cleanup(func() { _ = client.Close() })
+	admin := openStore(t, newClient(t, srv.Addr()), redisstore.WithPrefix(prefix))
 	ctx, cancel := context.WithCancel(context.Background())
-	events, err := redisstore.New(client, redisstore.WithPrefix(prefix)).Watch(ctx)
+	events, err := openStore(t, client, redisstore.WithPrefix(prefix)).Watch(ctx)
 	require.NoError(t, err)
 	defer func() {
 		cancel()

@@ -44,7 +44,7 @@ var recoveryPolicy = breaker.Policy{
 func TestRecoveryPartialKeyLoss(t *testing.T) {
 	srv := redisserver.StartSingle(t)
 	client := newClient(t, srv.Addr())
-	st := redisstore.New(client, redisstore.WithPrefix(newPrefix(t)))
+	st := openStore(t, client, redisstore.WithPrefix(newPrefix(t)))
 	ctx := t.Context()
 	p := recoveryPolicy
 	p.FailureWindow = time.Hour
@@ -186,7 +186,7 @@ func cycleErr(ctx context.Context, st *redisstore.Store, name string, p breaker.
 func TestRecoveryGenerationAfterDataLoss(t *testing.T) {
 	srv := redisserver.StartSingle(t)
 	client := newClient(t, srv.Addr())
-	st := redisstore.New(client, redisstore.WithPrefix(newPrefix(t)))
+	st := openStore(t, client, redisstore.WithPrefix(newPrefix(t)))
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
 	p := recoveryPolicy
@@ -243,11 +243,11 @@ func TestRecoveryOOMFailingDependency(t *testing.T) {
 		var bs []*breaker.Breaker
 		for range replicas {
 			c := redis.NewClient(faultOptions(srv.Addr(), 1))
-			defer c.Close()
+			t.Cleanup(func() { _ = c.Close() })
 			b, err := breaker.New("dep", breaker.Config{
 				FailureThreshold: 5,
 				Timeout:          time.Second,
-				Store:            redisstore.New(c, redisstore.WithPrefix(prefix)),
+				Store:            openStore(t, c, redisstore.WithPrefix(prefix)),
 			})
 			require.NoError(t, err)
 			bs = append(bs, b)

@@ -223,7 +223,7 @@ func aclServer(t *testing.T, prefix string, cmds []string, opts ...redisserver.O
 	t.Cleanup(func() { _ = admin.Close() })
 	c := redis.NewClient(&redis.Options{Addr: srv.Addr(), Username: "tripline-app", Password: aclPassword})
 	t.Cleanup(func() { _ = c.Close() })
-	return srv, redisstore.New(c, redisstore.WithPrefix(prefix)), admin
+	return srv, openStore(t, c, redisstore.WithPrefix(prefix)), admin
 }
 
 // TestSecurityACLUser: with an ACL user limited to aclCommands, keys
@@ -241,9 +241,9 @@ func TestSecurityACLUser(t *testing.T) {
 	var bs []*breaker.Breaker
 	for range 2 {
 		c := redis.NewClient(&redis.Options{Addr: srv.Addr(), Username: "tripline-app", Password: aclPassword})
-		defer c.Close()
+		t.Cleanup(func() { _ = c.Close() })
 		b, err := breaker.New("pay", breaker.Config{FailureThreshold: 2, Degraded: breaker.FailClosed,
-			Store: redisstore.New(c, redisstore.WithPrefix(prefix))})
+			Store: openStore(t, c, redisstore.WithPrefix(prefix))})
 		require.NoError(t, err)
 		bs = append(bs, b)
 	}
@@ -333,8 +333,8 @@ func TestSecurityACLCluster(t *testing.T) {
 		}
 	}
 	c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: cl.Addrs(), Username: "tripline-app", Password: aclPassword})
-	defer c.Close()
-	st := redisstore.New(c, redisstore.WithPrefix(prefix))
+	t.Cleanup(func() { _ = c.Close() })
+	st := openStore(t, c, redisstore.WithPrefix(prefix))
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	adminAll(ctx, "SCRIPT", "FLUSH")
@@ -367,10 +367,10 @@ func TestSecurityTLS(t *testing.T) {
 	require.NotNil(t, opts.TLSConfig, "rediss:// turns TLS on")
 	opts.TLSConfig = certs.ClientConfig()
 	c := redis.NewClient(opts)
-	defer c.Close()
+	t.Cleanup(func() { _ = c.Close() })
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	require.NoError(t, aclWorkload(ctx, redisstore.New(c, redisstore.WithPrefix(prefix)), admin, "tls"))
+	require.NoError(t, aclWorkload(ctx, openStore(t, c, redisstore.WithPrefix(prefix)), admin, "tls"))
 	n := infoField(t, srv.Do, "stats", "total_connections_received")
 	t.Logf("TLS: workload passed over %s (server saw %d connections in all)", srv.TLSAddr(), n)
 
