@@ -135,10 +135,16 @@ func (a *app) connect(g *globalFlags) (*session, error) {
 		conn.cluster.ContextTimeoutEnabled = true
 	}
 	client := conn.client()
-	return &session{conn: conn, client: client, store: redisstore.New(client, redisstore.WithPrefix(g.prefix))}, nil
+	// --timeout bounds every command as a whole; the store's own short
+	// per-call deadline is for services on their hot path, not for operators.
+	store := redisstore.New(client, redisstore.WithPrefix(g.prefix), redisstore.WithCallTimeout(0))
+	return &session{conn: conn, client: client, store: store}, nil
 }
 
-func (s *session) close() { _ = s.client.Close() }
+func (s *session) close() {
+	_ = s.store.Close()
+	_ = s.client.Close()
+}
 
 // withSession connects as the flags say and runs fn with a ctx bounded by
 // --timeout, then closes the connection. list, get, open, close and reset
