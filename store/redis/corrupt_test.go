@@ -67,7 +67,7 @@ func TestMalformedData(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFakeRedis(t)
-			s := f.store(t)
+			s := f.store(t, redisstore.WithStrict()) // every call reads the data
 			keys := s.Keys("c")
 			tc.setup(t, f, s, keys)
 			before := f.Dump()

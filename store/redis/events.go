@@ -48,8 +48,8 @@ func (s *Store) Watch(ctx context.Context, names ...string) (<-chan Event, error
 			only[n] = true
 		}
 	}
-	ps := s.client.Subscribe(ctx, s.channel)
 	cctx, cancel := s.callCtx(ctx)
+	ps := s.client.Subscribe(cctx, s.channel)
 	_, err := ps.Receive(cctx)
 	cancel()
 	if err != nil {

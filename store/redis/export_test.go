@@ -21,10 +21,11 @@ func (s *Store) Epoch() uint64 { return s.epoch.Load() }
 
 // LocalView describes the store's view of a circuit.
 type LocalView struct {
-	Known bool // the store holds a view
-	Fresh bool // it may decide calls now
-	State breaker.State
-	Gen   uint64
+	Known    bool // the store holds a view
+	Fresh    bool // it may decide calls now
+	State    breaker.State
+	Gen      uint64
+	Failures bool // consecutive failures are counted, as last heard
 }
 
 // ViewOf returns the store's view of the circuit name.
@@ -37,5 +38,5 @@ func (s *Store) ViewOf(name string) LocalView {
 	if v == nil {
 		return LocalView{}
 	}
-	return LocalView{Known: true, Fresh: s.local() && s.fresh(v, s.now()), State: v.state, Gen: v.gen}
+	return LocalView{Known: true, Fresh: s.local() && s.fresh(v, s.now()), State: v.state, Gen: v.gen, Failures: v.failures}
 }

@@ -74,6 +74,7 @@ func (s *Store) flush(ctx context.Context, list []*circuit) error {
 	var batch []resetItem
 	defer func() {
 		for _, it := range batch {
+			it.c.sending.Store(0)
 			it.c.mu.Unlock()
 		}
 	}()
@@ -89,6 +90,7 @@ func (s *Store) flush(ctx context.Context, list []*circuit) error {
 			continue
 		}
 		c.ownFailure.Store(false)
+		c.sending.Store(g)
 		batch = append(batch, resetItem{c: c, gen: g - 1})
 	}
 	if len(batch) == 0 {

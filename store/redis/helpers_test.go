@@ -29,7 +29,7 @@ type fakeRedis struct {
 	local time.Duration // the stores' local monotonic clock
 }
 
-func newFakeRedis(t *testing.T) *fakeRedis {
+func newFakeRedis(t testing.TB) *fakeRedis {
 	t.Helper()
 	m := miniredis.RunT(t)
 	m.ClockTTL(true) // TTLs run down as SetTime moves the clock
@@ -68,7 +68,7 @@ func (f *fakeRedis) Now() time.Time {
 }
 
 // client returns a new client on f, closed when the test ends.
-func (f *fakeRedis) client(t *testing.T) *redis.Client {
+func (f *fakeRedis) client(t testing.TB) *redis.Client {
 	t.Helper()
 	c := redis.NewClient(&redis.Options{Addr: f.Addr()})
 	t.Cleanup(func() { _ = c.Close() })
@@ -77,7 +77,7 @@ func (f *fakeRedis) client(t *testing.T) *redis.Client {
 
 // store returns a Store with its own client on f, on f's local clock,
 // closed (before its client) when the test ends.
-func (f *fakeRedis) store(t *testing.T, opts ...redisstore.Option) *redisstore.Store {
+func (f *fakeRedis) store(t testing.TB, opts ...redisstore.Option) *redisstore.Store {
 	t.Helper()
 	return f.storeOn(t, f.client(t), opts...)
 }
@@ -89,7 +89,7 @@ const testCallTimeout = 10 * time.Second
 
 // storeOn returns a Store on client, on f's local clock, closed when the
 // test ends.
-func (f *fakeRedis) storeOn(t *testing.T, client redis.UniversalClient, opts ...redisstore.Option) *redisstore.Store {
+func (f *fakeRedis) storeOn(t testing.TB, client redis.UniversalClient, opts ...redisstore.Option) *redisstore.Store {
 	t.Helper()
 	base := []redisstore.Option{redisstore.WithLocalClock(f.Local), redisstore.WithCallTimeout(testCallTimeout)}
 	s := redisstore.New(client, append(base, opts...)...)

@@ -241,12 +241,17 @@ func WithMaxStaleness(d time.Duration) Option { return func(o *options) { o.maxS
 func WithFlushInterval(d time.Duration) Option { return func(o *options) { o.flushEvery = d } }
 
 // WithCallTimeout bounds each Redis round trip the store makes (admit,
-// record, apply, load, each step of List, the background resets), on top
-// of the caller's ctx, so that a frozen or unreachable Redis adds at most d
-// to a call; the call then fails (and a Breaker goes degraded). Calls
-// answered from a local view set no deadline. 0 sets none of the store's
-// own (only the caller's ctx and the client's timeouts apply); negative is
-// an error.
+// record, apply, load, each step of List, Watch's subscription, the
+// background resets) with a ctx deadline, on top of the caller's ctx, so
+// that a frozen or unreachable Redis adds at most d to a call; the call
+// then fails (and a Breaker goes degraded). Calls answered from a local
+// view set no deadline. 0 sets none of the store's own (only the caller's
+// ctx and the client's timeouts apply); negative is an error.
+//
+// go-redis lets a ctx deadline bound the network only when the client was
+// made with ContextTimeoutEnabled: true; otherwise its ReadTimeout and
+// WriteTimeout (3s by default) bound a round trip, and New logs a warning.
+// Make the client with ContextTimeoutEnabled (or short timeouts).
 // default: 50ms
 func WithCallTimeout(d time.Duration) Option { return func(o *options) { o.callTimeout = d } }
 
@@ -317,10 +322,31 @@ func New(client redis.UniversalClient, opts ...Option) *Store {
 	if err := errors.Join(errs...); err != nil {
 		s.err = fmt.Errorf("redisstore: invalid store: %w", err)
 	}
+	if s.err == nil && s.callTimeout > 0 && !contextDeadlines(client) {
+		s.logger.LogAttrs(context.Background(), slog.LevelWarn,
+			"redisstore: the client ignores context deadlines (ContextTimeoutEnabled is false): "+
+				"the call timeout cannot bound a round trip; the client's ReadTimeout and WriteTimeout do",
+			slog.Duration("call_timeout", s.callTimeout))
+	}
 	var id [8]byte
 	_, _ = rand.Read(id[:]) // crypto/rand.Read never fails
 	s.callBase = hex.EncodeToString(id[:]) + "-"
 	return s
+}
+
+// contextDeadlines reports whether client lets a ctx deadline bound its
+// network I/O (go-redis: ContextTimeoutEnabled). A client of another kind
+// is assumed to.
+func contextDeadlines(client redis.UniversalClient) bool {
+	switch c := client.(type) {
+	case *redis.Client:
+		return c.Options().ContextTimeoutEnabled
+	case *redis.ClusterClient:
+		return c.Options().ContextTimeoutEnabled
+	case *redis.Ring:
+		return c.Options().ContextTimeoutEnabled
+	}
+	return true
 }
 
 // Channel returns the pub/sub channel transitions are published on

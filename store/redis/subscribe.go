@@ -67,15 +67,27 @@ func (s *Store) subscribe() {
 }
 
 // openPubSub subscribes to the channel, unless the store is closed; Close
-// closes what it returns and cancels ctx.
+// closes what it returns and cancels ctx. The SUBSCRIBE is bounded by the
+// call timeout, or healthEvery without one (if the client lets a ctx
+// deadline bound the network: Close waits for it); if it fails, the first
+// receive subscribes again.
 func (s *Store) openPubSub(ctx context.Context, cancel context.CancelFunc) *redis.PubSub {
 	s.psMu.Lock()
-	defer s.psMu.Unlock()
 	if s.closed.Load() {
+		s.psMu.Unlock()
 		return nil
 	}
-	s.ps, s.cancelSub = s.client.Subscribe(ctx, s.channel), cancel
-	return s.ps
+	ps := s.client.Subscribe(ctx) // no channel yet: no I/O
+	s.ps, s.cancelSub = ps, cancel
+	s.psMu.Unlock()
+	bound := healthEvery
+	if s.callTimeout > 0 {
+		bound = min(bound, s.callTimeout)
+	}
+	sctx, scancel := context.WithTimeout(ctx, bound)
+	defer scancel()
+	_ = ps.Subscribe(sctx, s.channel) // the channel is kept even if this fails
+	return ps
 }
 
 // follow reads ps until the store closes (nil), the client closes

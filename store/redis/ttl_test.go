@@ -21,7 +21,8 @@ func TestExpiry(t *testing.T) {
 	const idle = time.Hour
 	setup := func(t *testing.T) (*fakeRedis, *redisstore.Store) {
 		f := newFakeRedis(t)
-		return f, f.store(t, redisstore.WithIdleTTL(idle))
+		// Strict: every call's write reaches Redis when it is made.
+		return f, f.store(t, redisstore.WithStrict(), redisstore.WithIdleTTL(idle))
 	}
 	exists := func(f *fakeRedis, s *redisstore.Store) bool { return f.Exists(s.Keys("c")[0]) }
 	gone := func(t *testing.T, f *fakeRedis, s *redisstore.Store) {

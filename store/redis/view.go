@@ -23,6 +23,9 @@ type circuit struct {
 	// ownFailure is set when this Store sends a failure in closed state, and
 	// cleared when a reset goes out after it: a success must then be sent.
 	ownFailure atomic.Bool
+	// sending is the generation + 1 of a reset being sent (0: none): it
+	// covers the successes that come while it is on its way.
+	sending atomic.Uint64
 	// resetPolicy is the policy the pending reset is sent with.
 	resetPolicy atomic.Pointer[breaker.Policy]
 	// mu orders a reset and a failure of this circuit: a failure waits for a
@@ -143,10 +146,20 @@ func (s *Store) recordLocal(c *circuit, p breaker.Policy, o breaker.Outcome) (br
 	if v == nil || v.state != breaker.StateClosed || v.gen != o.Generation || !s.fresh(v, s.now()) {
 		return breaker.Result{}, false
 	}
-	if p.FailureWindow == 0 && (v.failures || c.ownFailure.Load()) && c.pending.Load() != v.gen+1 {
-		s.queueReset(c, p, v.gen)
+	r := breaker.Result{State: breaker.StateClosed, Generation: v.gen}
+	if p.FailureWindow != 0 || !(v.failures || c.ownFailure.Load()) {
+		return r, true // nothing to reset
 	}
-	return breaker.Result{State: breaker.StateClosed, Generation: v.gen}, true
+	if c.pending.Load() == v.gen+1 || c.sending.Load() == v.gen+1 {
+		return r, true // a reset of this generation is queued or on its way
+	}
+	// A reset that was on its way has landed; what it taught the view is
+	// there now.
+	if w := c.view.Load(); w != v && (w.gen != v.gen || !w.failures) && !c.ownFailure.Load() {
+		return r, true
+	}
+	s.queueReset(c, p, v.gen)
+	return r, true
 }
 
 // beforeFailure prepares a failure about to be sent in consecutive mode: it
