@@ -13,7 +13,83 @@
 // inside the scripts and kept in microseconds; the client's clock is never
 // used, so replicas with skewed clocks agree. A missing circuit (never
 // written, or expired) is closed, generation 0. The scripts follow
-// breaker's memory store step for step.
+// breaker's memory store step for step. What a Store asks Redis, and what
+// it answers from its local view of a circuit, is described next; with
+// WithStrict every Admit and Record is a script call.
+//
+// # Local views
+//
+// By default a Store keeps a view of each circuit it is used for: state,
+// generation, whether failures are counted, and, while open, a local
+// deadline. It learns the view from the replies of its own script calls
+// (every reply carries the circuit's state and, while open, the time left
+// to RetryAt) and keeps it true with the transitions the scripts publish on
+// "<prefix>:events", which it follows on one subscription per Store,
+// started by its first call and stopped by Close. A view moves forward
+// only: an event or a reply older than what the view holds is dropped
+// (except a reply to a request sent after the view was learned: it is
+// Redis's word, even at a lower generation, after Redis lost data).
+//
+// A view decides a call only while it is fresh: learned while the
+// subscription was live and it has stayed so since (a reconnect, even one
+// go-redis makes silently, makes every view stale: messages may have been
+// lost), and younger than WithMaxStaleness (1s). From a fresh view:
+//
+//   - closed: Admit admits without asking Redis. A success is not sent. In
+//     window mode it changes nothing. In consecutive mode, if failures may
+//     be counted (this Store sent one, or its last reply counted some), the
+//     reset it causes is queued and sent in the background, coalesced per
+//     circuit: one write per circuit per WithFlushInterval (50ms) at most.
+//     A failure sent while a reset is queued carries it ("reset first":
+//     the script zeroes the count, then counts the failure), and one sent
+//     while a reset is on its way waits for it, so this Store's own
+//     outcomes count in the order they came. Load sends a queued reset
+//     first.
+//   - open: Admit rejects without asking Redis until the retry time. The
+//     time left that Redis gave (RetryAfter, or RetryAt - At of an event)
+//     becomes a deadline on the local monotonic clock when it arrives;
+//     the client's wall clock is never compared with Redis time. Forced
+//     open without expiry: rejected until the view is stale.
+//   - anything else (half-open, a stale or missing view, an open circuit
+//     whose deadline has passed): one script call, as in strict mode. So a
+//     half-open admission leases its probe in Redis and the fleet-wide
+//     probe limit holds exactly.
+//
+// A failure is always one script call; its reply tells the Store at once
+// that the circuit tripped. After Apply the Store's view is stale: its next
+// admission asks Redis. While the subscription is down every call asks
+// Redis.
+//
+// What this costs in consistency, against WithStrict:
+//
+//   - A replica sees a transition made elsewhere at the earliest of: the
+//     event's arrival (pub/sub delay, well under a millisecond on one
+//     host; longer across a Cluster bus), its own next failure, and its
+//     first admission once its view is WithMaxStaleness old, even if the
+//     event was lost.
+//   - Until then it may admit calls the circuit would reject. Their
+//     outcomes belong to the old generation and are ignored. With every
+//     call failing, a caller runs at most one call that is not counted:
+//     the one in flight when the circuit trips, or, if its last failure
+//     was counted just before, one admitted before its replica heard of
+//     the trip; the reply to that call's failure says the circuit is open,
+//     and the view only moves forward. So at most threshold + (concurrent
+//     callers - 1) calls run fleet-wide, within the threshold + 2 x
+//     (callers - 1) promised, and the circuit trips exactly once (a trip
+//     is one script's decision).
+//   - A rejection may last past RetryAt by the delay of the event it was
+//     learned from (never when learned from a reply: its deadline counts
+//     from when the request was sent).
+//   - Consecutive mode across replicas: a success resets the count only
+//     through a replica that knows failures may be counted (its own, or a
+//     count its last reply gave, at most WithMaxStaleness old). A success
+//     on a replica that has not heard of another's failures does not erase
+//     them, so the circuit may trip earlier than a strict store would let
+//     it. For one replica the count is exact. Window mode is unaffected
+//     (successes erase nothing).
+//
+// The view of a circuit is a few words, kept for every name the Store is
+// used with, for its life.
 //
 // # Keys
 //
@@ -62,7 +138,17 @@
 //
 // Every transition (also those made by Apply, also a reset of a closed
 // circuit) is published by the script that made it on "<prefix>:events";
-// Watch follows them.
+// Watch and the local views follow them.
+//
+// # Deadlines and goroutines
+//
+// Each round trip to Redis is bounded by WithCallTimeout (50ms) when the
+// client lets a ctx deadline bound the network (go-redis:
+// ContextTimeoutEnabled), so a frozen Redis adds at most that much to a
+// call; calls answered from a view set no deadline. A Store with local
+// views runs one goroutine (the subscription) and, while resets are
+// queued, a timer; Close stops both (and sends the queued resets). The
+// subscription also ends by itself when the client is closed.
 //
 // Redis 5.0 or newer is needed (scripts that read TIME, then write); the
 // tests run against Redis 7.0 and miniredis.
