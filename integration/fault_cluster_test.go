@@ -43,7 +43,9 @@ func clusterFailover(t *testing.T, fullCoverage string) {
 	cl := redisserver.StartCluster(t, 3, 1, redisserver.WithClusterNodeTimeout(500*time.Millisecond),
 		redisserver.WithConfig("cluster-require-full-coverage "+fullCoverage))
 	newC := func() redis.UniversalClient { return redis.NewClusterClient(faultClusterOptions(cl.Addrs())) }
-	f := newFaultFleet(t, newC(), standardReplicas(newC))
+	adminOpts := faultClusterOptions(cl.Addrs())
+	adminOpts.DialTimeout, adminOpts.ReadTimeout, adminOpts.WriteTimeout, adminOpts.PoolTimeout = time.Second, time.Second, time.Second, time.Second
+	f := newFaultFleet(t, redis.NewClusterClient(adminOpts), standardReplicas(newC))
 	f.mayLoseWrites = true
 	heldKey := f.admin.Keys(circuitNames[cHeld])[0]
 	victim := cl.MasterForKey(heldKey)

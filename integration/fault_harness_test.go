@@ -127,9 +127,29 @@ func openStore(t *testing.T, c redis.UniversalClient, opts ...redisstore.Option)
 	t.Helper()
 	st := redisstore.New(c, opts...)
 	if closer, ok := any(st).(interface{ Close() error }); ok {
-		t.Cleanup(func() { _ = closer.Close() })
+		t.Cleanup(func() {
+			if !within(10*time.Second, func() { _ = closer.Close() }) {
+				t.Errorf("Store.Close did not return within 10s (a store call hangs?)")
+			}
+		})
 	}
 	return st
+}
+
+// within runs f and reports whether it returned within d; if not, f goes
+// on running in the background (the test fails, it does not hang).
+func within(d time.Duration, f func()) bool {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f()
+	}()
+	select {
+	case <-done:
+		return true
+	case <-time.After(d):
+		return false
+	}
 }
 
 // replicaSpec describes one replica of a fault fleet.
@@ -335,7 +355,9 @@ type faultFleet struct {
 
 // newFaultFleet builds the replicas, forces the held circuit open through
 // admin, and starts every replica's Watch. Clients are closed by t.Cleanup.
-func newFaultFleet(t *testing.T, admin redis.UniversalClient, specs []replicaSpec) *faultFleet {
+// The replicas' stores get storeOpts; the admin store (for setup and
+// checks, outside the load) is strict, with a 5s call timeout.
+func newFaultFleet(t *testing.T, admin redis.UniversalClient, specs []replicaSpec, storeOpts ...redisstore.Option) *faultFleet {
 	t.Helper()
 	f := &faultFleet{
 		t:        t,
@@ -348,14 +370,14 @@ func newFaultFleet(t *testing.T, admin redis.UniversalClient, specs []replicaSpe
 	f.probes.Store(newProbeLedger())
 	t.Cleanup(func() { _ = admin.Close() })
 	f.adminC = admin
-	f.admin = openStore(t, admin, redisstore.WithPrefix(f.prefix))
+	f.admin = openStore(t, admin, append([]redisstore.Option{redisstore.WithPrefix(f.prefix)}, append(storeOpts, redisstore.WithStrict(), redisstore.WithCallTimeout(5*time.Second))...)...)
 	f.watchCtx, f.endWatch = context.WithCancel(context.Background())
 	logger := slog.New(episodeCounter{&f.episodes, &f.recoveries})
 	for i, spec := range specs {
 		c := spec.client()
 		t.Cleanup(func() { _ = c.Close() })
 		r := &faultReplica{id: i, spec: spec, client: c, watchEnd: make(chan struct{})}
-		r.store = openStore(t, c, redisstore.WithPrefix(f.prefix))
+		r.store = openStore(t, c, append([]redisstore.Option{redisstore.WithPrefix(f.prefix)}, storeOpts...)...)
 		for ci := range numCircuits {
 			cfg := circuitConfig(ci)
 			cfg.Store = tracedStore{inner: r.store, f: f}
@@ -453,10 +475,14 @@ func (f *faultFleet) startLoad(workers int, pace time.Duration) {
 	}
 }
 
-// endLoad stops the workers and waits for them.
+// endLoad stops the workers and waits for them (at most 20s: a worker
+// that does not come back is stuck in a call, and the test fails rather
+// than hangs).
 func (f *faultFleet) endLoad() {
 	f.stopLoad()
-	f.loadDone.Wait()
+	if !within(20*time.Second, f.loadDone.Wait) {
+		f.t.Errorf("the load did not stop within 20s: a breaker call hangs")
+	}
 }
 
 // setPhase moves the load to the next phase.

@@ -27,7 +27,7 @@ func proxyFleet(t *testing.T) (*redisserver.Proxy, *faultFleet) {
 	t.Helper()
 	srv := redisserver.StartSingle(t)
 	proxy := redisserver.StartProxy(t, srv.Addr())
-	f := newFaultFleet(t, redis.NewClient(faultOptions(srv.Addr(), 1)),
+	f := newFaultFleet(t, redis.NewClient(&redis.Options{Addr: srv.Addr()}),
 		standardReplicas(func() redis.UniversalClient { return redis.NewClient(faultOptions(proxy.Addr(), 1)) }))
 	return proxy, f
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/tripline/tripline/breaker"
 	"github.com/tripline/tripline/internal/redisserver"
+	redisstore "github.com/tripline/tripline/store/redis"
 )
 
 // Faults on a single redis-server, under load from four replicas (see
@@ -25,21 +26,32 @@ import (
 // "FAULT ..." line with its numbers.
 
 // singleFleet starts a server with opts and a fleet of the standard four
-// replicas on it, each client built by newClient (nil: faultOptions on the
-// server's address, one retry).
+// replicas on it: clients with faultOptions (one retry) and stores with
+// their default call timeout (50ms).
 //
-// Tests that require zero store errors (the fault must be invisible) pass
-// relaxedClient: their point is not latency, and 50ms timeouts can expire
-// on a busy 2-core machine under -race without any fault.
-func singleFleet(t *testing.T, newClient func(addr string) redis.UniversalClient, opts ...redisserver.Option) (*redisserver.Server, *faultFleet) {
+// relaxed gives clients and stores 500ms timeouts instead, for tests that
+// require zero store errors (the fault must be invisible): their point is
+// not latency, and 50ms can expire on a busy 2-core machine under -race
+// without any fault (a new connection's handshake, for one).
+func singleFleet(t *testing.T, relaxed bool, opts ...redisserver.Option) (*redisserver.Server, *faultFleet) {
 	t.Helper()
 	srv := redisserver.StartSingle(t, opts...)
-	if newClient == nil {
-		newClient = func(addr string) redis.UniversalClient { return redis.NewClient(faultOptions(addr, 1)) }
+	newClient := func() redis.UniversalClient { return redis.NewClient(faultOptions(srv.Addr(), 1)) }
+	var storeOpts []redisstore.Option
+	if relaxed {
+		newClient = func() redis.UniversalClient {
+			o := faultOptions(srv.Addr(), 1)
+			o.DialTimeout, o.ReadTimeout, o.WriteTimeout, o.PoolTimeout = relaxedTimeout, relaxedTimeout, relaxedTimeout, relaxedTimeout
+			return redis.NewClient(o)
+		}
+		storeOpts = append(storeOpts, redisstore.WithCallTimeout(relaxedTimeout))
 	}
-	f := newFaultFleet(t, newClient(srv.Addr()), standardReplicas(func() redis.UniversalClient { return newClient(srv.Addr()) }))
+	f := newFaultFleet(t, redis.NewClient(&redis.Options{Addr: srv.Addr()}), standardReplicas(newClient), storeOpts...)
 	return srv, f
 }
+
+// relaxedTimeout is the client and store timeout of relaxed fleets.
+const relaxedTimeout = 500 * time.Millisecond
 
 // runFault loads the fleet (3 goroutines per replica, a call each
 // millisecond or so), lets it run healthy, calls inject (which injects the
@@ -86,13 +98,6 @@ func waitCalls(t *testing.T, f *faultFleet, n int64) {
 	}
 }
 
-// relaxedClient is faultOptions with 500ms timeouts.
-func relaxedClient(addr string) redis.UniversalClient {
-	o := faultOptions(addr, 1)
-	o.DialTimeout, o.ReadTimeout, o.WriteTimeout, o.PoolTimeout = 500*time.Millisecond, 500*time.Millisecond, 500*time.Millisecond, 500*time.Millisecond
-	return redis.NewClient(o)
-}
-
 // adminDo runs a command on srv as the harness's admin user.
 func adminDo(t *testing.T, srv *redisserver.Server, args ...string) any {
 	t.Helper()
@@ -109,7 +114,7 @@ func adminDo(t *testing.T, srv *redisserver.Server, args ...string) any {
 // (the forced-open one too: its data is gone), NOSCRIPT is handled, and the
 // fleet shares one view again.
 func TestFaultKill9Restart(t *testing.T) {
-	srv, f := singleFleet(t, nil)
+	srv, f := singleFleet(t, false)
 	runFault(t, f, func() faultReport {
 		f.dataLost()
 		srv.Kill()
@@ -147,7 +152,7 @@ func TestFaultSigstop(t *testing.T) {
 		specs = append(specs, replicaSpec{mode: breaker.FallbackLocal, group: "retries=0",
 			client: func() redis.UniversalClient { return redis.NewClient(faultOptions(srv.Addr(), -1)) }})
 	}
-	f := newFaultFleet(t, redis.NewClient(faultOptions(srv.Addr(), 1)), specs)
+	f := newFaultFleet(t, redis.NewClient(&redis.Options{Addr: srv.Addr()}), specs)
 	runFault(t, f, func() faultReport {
 		srv.Stop()
 		time.Sleep(time.Second) // the freeze
@@ -177,7 +182,7 @@ func TestFaultSigstop(t *testing.T) {
 // the store sends the script again on NOSCRIPT, so no call sees a store
 // error and nothing is served degraded.
 func TestFaultScriptFlush(t *testing.T) {
-	srv, f := singleFleet(t, relaxedClient)
+	srv, f := singleFleet(t, true)
 	const flushes = 20
 	runFault(t, f, func() faultReport {
 		for range flushes {
@@ -197,7 +202,7 @@ func TestFaultScriptFlush(t *testing.T) {
 // closed (the forced-open one too), no store errors, nothing stuck, every
 // key still has a TTL.
 func TestFaultFlushAll(t *testing.T) {
-	srv, f := singleFleet(t, relaxedClient)
+	srv, f := singleFleet(t, true)
 	const flushes = 10
 	runFault(t, f, func() faultReport {
 		f.dataLost()
@@ -222,7 +227,7 @@ func TestFaultFlushAll(t *testing.T) {
 // a command whose connection was closed, and re-subscribes a pub/sub; every
 // Watch must deliver transitions again afterwards.
 func TestFaultClientKill(t *testing.T) {
-	srv, f := singleFleet(t, nil)
+	srv, f := singleFleet(t, false)
 	const rounds = 12
 	killed := map[string]int64{}
 	runFault(t, f, func() faultReport {
@@ -250,7 +255,7 @@ func TestFaultClientKill(t *testing.T) {
 // Redis used when the fault started. Evicted circuits read as closed, with
 // no error, and List and Load keep working.
 func TestFaultEvictionLRU(t *testing.T) {
-	srv, f := singleFleet(t, relaxedClient, redisserver.WithConfig("maxmemory-policy allkeys-lru"))
+	srv, f := singleFleet(t, true, redisserver.WithConfig("maxmemory-policy allkeys-lru"))
 	ctx := t.Context()
 	const cold = 200
 	for i := range cold {
@@ -308,7 +313,7 @@ func TestFaultEvictionLRU(t *testing.T) {
 // maxmemory. So during OOM a reset or a trip is still written, while the
 // plain failures that would lead to a trip are refused.
 func TestFaultNoEvictionOOM(t *testing.T) {
-	srv, f := singleFleet(t, nil, redisserver.WithConfig("maxmemory-policy noeviction"))
+	srv, f := singleFleet(t, false, redisserver.WithConfig("maxmemory-policy noeviction"))
 	ctx := t.Context()
 	var readsOK, readsFailed int
 	var writeErr, applyErr error

@@ -44,7 +44,7 @@ var recoveryPolicy = breaker.Policy{
 func TestRecoveryPartialKeyLoss(t *testing.T) {
 	srv := redisserver.StartSingle(t)
 	client := newClient(t, srv.Addr())
-	st := openStore(t, client, redisstore.WithPrefix(newPrefix(t)))
+	st := openStore(t, client, redisstore.WithPrefix(newPrefix(t)), slowCalls)
 	ctx := t.Context()
 	p := recoveryPolicy
 	p.FailureWindow = time.Hour
@@ -186,7 +186,7 @@ func cycleErr(ctx context.Context, st *redisstore.Store, name string, p breaker.
 func TestRecoveryGenerationAfterDataLoss(t *testing.T) {
 	srv := redisserver.StartSingle(t)
 	client := newClient(t, srv.Addr())
-	st := openStore(t, client, redisstore.WithPrefix(newPrefix(t)))
+	st := openStore(t, client, redisstore.WithPrefix(newPrefix(t)), slowCalls)
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
 	p := recoveryPolicy

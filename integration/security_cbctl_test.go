@@ -97,7 +97,7 @@ func TestSecurityCBCTL(t *testing.T) {
 	user, pw := srv.Admin()
 	adminClient := redis.NewClient(&redis.Options{Addr: srv.Addr(), Username: user, Password: pw})
 	t.Cleanup(func() { _ = adminClient.Close() })
-	admin := openStore(t, adminClient, redisstore.WithPrefix(prefix))
+	admin := openStore(t, adminClient, redisstore.WithPrefix(prefix), slowCalls)
 	ctx := t.Context()
 	_, err := admin.Apply(ctx, "payments", breaker.Command{Kind: breaker.CommandForceOpen, Actor: "setup", Reason: "maintenance"})
 	require.NoError(t, err)

@@ -48,7 +48,7 @@ func TestSecurityPrefixIsolation(t *testing.T) {
 	newStore := func(user, prefix string) (*redisstore.Store, *redis.Client) {
 		c := redis.NewClient(&redis.Options{Addr: srv.Addr(), Username: user, Password: aclPassword})
 		t.Cleanup(func() { _ = c.Close() })
-		return openStore(t, c, redisstore.WithPrefix(prefix)), c
+		return openStore(t, c, redisstore.WithPrefix(prefix), slowCalls), c
 	}
 	a, aClient := newStore("app-a", "app")
 	b, _ := newStore("app-b", "app:b")

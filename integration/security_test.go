@@ -94,6 +94,12 @@ func isPermissionError(err error) bool {
 	return strings.Contains(msg, "NOPERM") || strings.Contains(msg, "The user executing the script can't")
 }
 
+// slowCalls gives a store of the security and recovery tests a 1s call
+// timeout: they test what works, not how fast, and a new connection's
+// handshake (TLS above all) can take longer than the default 50ms under
+// -race on a 2-core machine.
+var slowCalls = redisstore.WithCallTimeout(time.Second)
+
 const aclPassword = "acl-S3cret/pw:@x" // needs escaping in a URL
 
 // aclWorkload runs every kind of store call, and through them every script
@@ -223,7 +229,7 @@ func aclServer(t *testing.T, prefix string, cmds []string, opts ...redisserver.O
 	t.Cleanup(func() { _ = admin.Close() })
 	c := redis.NewClient(&redis.Options{Addr: srv.Addr(), Username: "tripline-app", Password: aclPassword})
 	t.Cleanup(func() { _ = c.Close() })
-	return srv, openStore(t, c, redisstore.WithPrefix(prefix)), admin
+	return srv, openStore(t, c, redisstore.WithPrefix(prefix), slowCalls), admin
 }
 
 // TestSecurityACLUser: with an ACL user limited to aclCommands, keys
@@ -243,7 +249,7 @@ func TestSecurityACLUser(t *testing.T) {
 		c := redis.NewClient(&redis.Options{Addr: srv.Addr(), Username: "tripline-app", Password: aclPassword})
 		t.Cleanup(func() { _ = c.Close() })
 		b, err := breaker.New("pay", breaker.Config{FailureThreshold: 2, Degraded: breaker.FailClosed,
-			Store: openStore(t, c, redisstore.WithPrefix(prefix))})
+			Store: openStore(t, c, redisstore.WithPrefix(prefix), slowCalls)})
 		require.NoError(t, err)
 		bs = append(bs, b)
 	}
@@ -334,7 +340,7 @@ func TestSecurityACLCluster(t *testing.T) {
 	}
 	c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: cl.Addrs(), Username: "tripline-app", Password: aclPassword})
 	t.Cleanup(func() { _ = c.Close() })
-	st := openStore(t, c, redisstore.WithPrefix(prefix))
+	st := openStore(t, c, redisstore.WithPrefix(prefix), slowCalls)
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	adminAll(ctx, "SCRIPT", "FLUSH")
@@ -370,9 +376,17 @@ func TestSecurityTLS(t *testing.T) {
 	t.Cleanup(func() { _ = c.Close() })
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	require.NoError(t, aclWorkload(ctx, openStore(t, c, redisstore.WithPrefix(prefix)), admin, "tls"))
+	require.NoError(t, aclWorkload(ctx, openStore(t, c, redisstore.WithPrefix(prefix), slowCalls), admin, "tls"))
 	n := infoField(t, srv.Do, "stats", "total_connections_received")
 	t.Logf("TLS: workload passed over %s (server saw %d connections in all)", srv.TLSAddr(), n)
+
+	// The default call timeout (50ms) covers a new connection's TLS
+	// handshake too: a store's first call on a cold pool may fail.
+	cold := redis.NewClient(opts)
+	t.Cleanup(func() { _ = cold.Close() })
+	start := time.Now()
+	_, coldErr := openStore(t, cold, redisstore.WithPrefix(prefix)).Load(ctx, "cold")
+	t.Logf("TLS: first call of a store with the default call timeout on a cold pool: %s, error %v", time.Since(start).Round(time.Millisecond), coldErr)
 
 	untrusted := redis.NewClient(&redis.Options{Addr: srv.TLSAddr(), Username: "tripline-app", Password: aclPassword,
 		TLSConfig: &tls.Config{ServerName: "127.0.0.1"}, MaxRetries: -1})
