@@ -135,15 +135,25 @@ func (s *Store) admitLocal(c *circuit) (breaker.Admission, bool) {
 	return breaker.Admission{}, false
 }
 
-// recordLocal answers a closed-state success of the view's generation from
-// a fresh view. In consecutive mode, if failures may be counted, it holds
-// the reset back for the next flush.
+// recordLocal answers from a fresh view a closed-state success of the
+// view's generation, and a success of an earlier generation (Redis would
+// ignore it). In consecutive mode, if failures may be counted, it holds the
+// reset back for the next flush.
 func (s *Store) recordLocal(c *circuit, p breaker.Policy, o breaker.Outcome) (breaker.Result, bool) {
 	if o.Kind != breaker.OutcomeSuccess || o.Probe != 0 || !s.local() {
 		return breaker.Result{}, false
 	}
 	v := c.view.Load()
-	if v == nil || v.state != breaker.StateClosed || v.gen != o.Generation || !s.fresh(v, s.now()) {
+	if v == nil || !s.fresh(v, s.now()) {
+		return breaker.Result{}, false
+	}
+	if o.Generation < v.gen {
+		// Admitted before a transition this replica has heard of: Redis is
+		// at least at v.gen and ignores the outcome, and a success changes
+		// nothing anyway.
+		return breaker.Result{Ignored: true, State: v.state, Generation: v.gen}, true
+	}
+	if v.state != breaker.StateClosed || v.gen != o.Generation {
 		return breaker.Result{}, false
 	}
 	r := breaker.Result{State: breaker.StateClosed, Generation: v.gen}
