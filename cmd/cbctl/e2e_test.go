@@ -39,8 +39,11 @@ func newFleet(t *testing.T) *fleet {
 func (f *fleet) replica(t *testing.T, name string, cfg breaker.Config) *breaker.Breaker {
 	t.Helper()
 	client := redis.NewClient(&redis.Options{Addr: f.mr.Addr()})
-	t.Cleanup(func() { _ = client.Close() })
-	cfg.Store = redisstore.New(client)
+	// Strict: these tests check what cbctl shows and does, so every replica
+	// asks Redis at once rather than through its local view.
+	store := redisstore.New(client, redisstore.WithStrict(), redisstore.WithCallTimeout(0))
+	t.Cleanup(func() { _ = store.Close(); _ = client.Close() })
+	cfg.Store = store
 	b, err := breaker.New(name, cfg)
 	require.NoError(t, err)
 	return b

@@ -51,8 +51,9 @@ func TestIntegrationSingleWithPassword(t *testing.T) {
 	var replicas []*breaker.Breaker
 	for range 3 {
 		client := redis.NewClient(&redis.Options{Addr: srv.Addr(), Username: "alice", Password: pw})
-		t.Cleanup(func() { _ = client.Close() })
-		cfg.Store = redisstore.New(client)
+		store := redisstore.New(client, redisstore.WithStrict(), redisstore.WithCallTimeout(0))
+		t.Cleanup(func() { _ = store.Close(); _ = client.Close() })
+		cfg.Store = store
 		b, err := breaker.New("payments", cfg)
 		require.NoError(t, err)
 		replicas = append(replicas, b)
@@ -126,8 +127,8 @@ func TestIntegrationCluster(t *testing.T) {
 	nodes := strings.Join(cl.MasterAddrs(), ",")
 
 	client := redis.NewClusterClient(&redis.ClusterOptions{Addrs: cl.Addrs()})
-	t.Cleanup(func() { _ = client.Close() })
-	store := redisstore.New(client)
+	store := redisstore.New(client, redisstore.WithStrict(), redisstore.WithCallTimeout(0))
+	t.Cleanup(func() { _ = store.Close(); _ = client.Close() })
 
 	// watch first: on Cluster a PUBLISH reaches the other nodes over the
 	// cluster bus, later, so a subscription made after the writes could
