@@ -31,10 +31,13 @@ func startRedis(tb testing.TB) *redisEnv {
 }
 
 // client returns a new go-redis client to the server, with go-redis's
-// defaults (a pool of 10 connections per GOMAXPROCS), counting the
-// commands it sends; it is closed when tb ends.
+// defaults (a pool of 10 connections per GOMAXPROCS) except
+// ContextTimeoutEnabled (so that a ctx deadline, redisstore's call timeout
+// among them, bounds the round trip, as redisstore's documentation asks),
+// counting the commands it sends; it is closed when tb ends. Every
+// contender's client is made so.
 func (e *redisEnv) client(tb testing.TB) (*redis.Client, *countHook) {
-	c := redis.NewClient(&redis.Options{Addr: e.srv.Addr()})
+	c := redis.NewClient(&redis.Options{Addr: e.srv.Addr(), ContextTimeoutEnabled: true})
 	h := &countHook{}
 	c.AddHook(h)
 	tb.Cleanup(func() { _ = c.Close() })

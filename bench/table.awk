@@ -13,6 +13,7 @@ $1 == "" && hdr == 1 {
 	hdr = 2; next
 }
 hdr == 2 && $1 != "geomean" {
+	sub(/-[0-9]+$/, "", $1) # the GOMAXPROCS suffix, if benchstat kept it
 	if (!($1 in known)) { known[$1]; row[++nrow] = $1 }
 	for (i = 2; i <= NF; i++) if (u[i] == unit && $i != "") val[$1, name[i], unit] = $i
 }
