@@ -604,10 +604,13 @@ func TestHotPathAllocs(t *testing.T) {
 }
 
 // BenchmarkLocalViewClosedSuccess is a closed-state admission and success
-// answered from a fresh view, from many goroutines.
+// answered from a fresh view, from many goroutines. The store reads the real
+// local clock (the fake one takes a lock); once a second (the staleness
+// bound) one admission refreshes the view from Redis.
 func BenchmarkLocalViewClosedSuccess(b *testing.B) {
 	f := newFakeRedis(b)
-	s := f.store(b)
+	s := redisstore.New(f.client(b), redisstore.WithCallTimeout(testCallTimeout))
+	b.Cleanup(func() { _ = s.Close() })
 	ctx := context.Background()
 	p := policy(3)
 	warm(b, s, "svc", p)

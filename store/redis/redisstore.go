@@ -30,13 +30,15 @@
 // (except a reply to a request sent after the view was learned: it is
 // Redis's word, even at a lower generation, after Redis lost data).
 //
-// A view decides a call only while it is fresh: learned while the
+// A view decides an admission only while it is fresh: learned while the
 // subscription was live and it has stayed so since (a reconnect, even one
 // go-redis makes silently, makes every view stale: messages may have been
 // lost), and younger than WithMaxStaleness (1s). From a fresh view:
 //
-//   - closed: Admit admits without asking Redis. A success is not sent. In
-//     window mode it changes nothing. In consecutive mode, if failures may
+//   - closed: Admit admits without asking Redis. A success of a call the
+//     view admitted (closed, its generation) is not sent; nor is one of an
+//     earlier generation than the view's, which Redis would ignore. In
+//     window mode a success changes nothing. In consecutive mode, if failures may
 //     be counted (this Store sent one, or its last reply counted some), the
 //     reset it causes is queued and sent in the background, coalesced per
 //     circuit: one write per circuit per WithFlushInterval (50ms) at most.

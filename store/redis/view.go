@@ -135,16 +135,19 @@ func (s *Store) admitLocal(c *circuit) (breaker.Admission, bool) {
 	return breaker.Admission{}, false
 }
 
-// recordLocal answers from a fresh view a closed-state success of the
-// view's generation, and a success of an earlier generation (Redis would
-// ignore it). In consecutive mode, if failures may be counted, it holds the
-// reset back for the next flush.
+// recordLocal answers from the view a closed-state success of the view's
+// generation, and a success of an earlier generation (Redis, at least at
+// the view's generation, would ignore it). In consecutive mode, if failures
+// may be counted, it holds the reset back for the next flush. The view
+// need not be fresh: a success never changes the state, and what it resets
+// is decided by what this replica knows of the failures either way (an
+// admission refreshes that at least once per staleness bound).
 func (s *Store) recordLocal(c *circuit, p breaker.Policy, o breaker.Outcome) (breaker.Result, bool) {
 	if o.Kind != breaker.OutcomeSuccess || o.Probe != 0 || !s.local() {
 		return breaker.Result{}, false
 	}
 	v := c.view.Load()
-	if v == nil || !s.fresh(v, s.now()) {
+	if v == nil {
 		return breaker.Result{}, false
 	}
 	if o.Generation < v.gen {
