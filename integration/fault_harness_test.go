@@ -128,8 +128,8 @@ func openStore(t *testing.T, c redis.UniversalClient, opts ...redisstore.Option)
 	st := redisstore.New(c, opts...)
 	if closer, ok := any(st).(interface{ Close() error }); ok {
 		t.Cleanup(func() {
-			if !within(10*time.Second, func() { _ = closer.Close() }) {
-				t.Errorf("Store.Close did not return within 10s (a store call hangs?)")
+			if !within(5*time.Second, func() { _ = closer.Close() }) {
+				t.Errorf("Store.Close did not return within 5s (a store call hangs?)")
 			}
 		})
 	}
@@ -475,13 +475,13 @@ func (f *faultFleet) startLoad(workers int, pace time.Duration) {
 	}
 }
 
-// endLoad stops the workers and waits for them (at most 20s: a worker
+// endLoad stops the workers and waits for them (at most 5s: a worker
 // that does not come back is stuck in a call, and the test fails rather
 // than hangs).
 func (f *faultFleet) endLoad() {
 	f.stopLoad()
-	if !within(20*time.Second, f.loadDone.Wait) {
-		f.t.Errorf("the load did not stop within 20s: a breaker call hangs")
+	if !within(5*time.Second, f.loadDone.Wait) {
+		f.t.Errorf("the load did not stop within 5s: a breaker call hangs")
 	}
 }
 

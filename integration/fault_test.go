@@ -91,9 +91,9 @@ func runFault(t *testing.T, f *faultFleet, inject func() faultReport) faultRepor
 func waitCalls(t *testing.T, f *faultFleet, n int64) {
 	t.Helper()
 	target := f.calls.Load() + n
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(10 * time.Second)
 	for f.calls.Load() < target {
-		require.True(t, time.Now().Before(deadline), "the load made fewer than %d calls in 20s", n)
+		require.True(t, time.Now().Before(deadline), "the load made fewer than %d calls in 10s (calls hang?)", n)
 		time.Sleep(5 * time.Millisecond)
 	}
 }
