@@ -78,7 +78,15 @@ func (s *Store) flush(ctx context.Context, list []*circuit) error {
 			it.c.mu.Unlock()
 		}
 	}()
+	seen := make(map[*circuit]bool, len(list))
 	for _, c := range list {
+		// A circuit is queued again when a failure took its pending reset
+		// (beforeFailure) and a success queued a new one before this flush:
+		// lock it once.
+		if seen[c] {
+			continue
+		}
+		seen[c] = true
 		c.mu.Lock()
 		g := c.pending.Swap(0)
 		if g == 0 {
