@@ -7,7 +7,16 @@
 # propagation delays and the memory per circuit.
 #
 #   awk -f redis-table.awk results.txt
-/^BenchmarkRedis\// {
+/--- FAIL: BenchmarkRedis\/.*impl=/ {
+	f = $0
+	sub(/^.*--- FAIL: BenchmarkRedis\//, "", f)
+	sub(/ .*$/, "", f)
+	sub(/-[0-9]+$/, "", f)
+	if (!(f in failed)) failorder[++nfail] = f
+	failed[f]++
+	next
+}
+/^BenchmarkRedis\// && $2 ~ /^[0-9]+$/ {
 	name = $1
 	sub(/-[0-9]+$/, "", name) # the GOMAXPROCS suffix
 	sub(/^BenchmarkRedis\//, "", name)
@@ -77,6 +86,11 @@ function ratio(row, a, b, label,   ka, kb, ma, mb, i, lo, hi, r) {
 function rx(v) { return v >= 100 ? sprintf("%.0f", v) : sprintf("%.3g", v) }
 
 END {
+	if (nfail > 0) {
+		print "Failed samples (the benchmark's check found the contender off its path; no figures kept from them):\n"
+		for (i = 1; i <= nfail; i++) printf "- %s: %d\n", failorder[i], failed[failorder[i]]
+		print ""
+	}
 	print "Per contender (medians over the samples; ops/s = 1e9 / median ns/op):\n"
 	print "| path | contender | samples | ns/op | ops/s | cpu-ns/op | p50 | p99 | trips/op | cmds/op | allocs/op |"
 	print "|---|---|---|---|---|---|---|---|---|---|---|"

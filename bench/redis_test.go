@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"runtime"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -191,18 +194,63 @@ const benchCallTimeout = time.Second
 func newOurs(tb testing.TB, env *redisEnv, name string, strict bool, cfg breaker.Config) (*breaker.Breaker, *countHook) {
 	tb.Helper()
 	c, hook := env.client(tb)
-	opts := []redisstore.Option{redisstore.WithPrefix("p-" + name), redisstore.WithCallTimeout(benchCallTimeout)}
+	opts := []redisstore.Option{
+		redisstore.WithPrefix("p-" + name),
+		redisstore.WithCallTimeout(benchCallTimeout),
+		redisstore.WithLogger(slog.New(warnings)),
+	}
 	if strict {
 		opts = append(opts, redisstore.WithStrict())
 	}
 	st := redisstore.New(c, opts...)
 	tb.Cleanup(func() { _ = st.Close() })
 	cfg.Store = st
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(warnings)
+	}
 	br, err := breaker.New(name, cfg)
 	if err != nil {
 		tb.Fatalf("breaker.New: %v", err)
 	}
 	return br, hook
+}
+
+// warnings keeps the first warnings Breakers and Stores log (store
+// failures, degraded episodes), so that a check that finds store errors can
+// say which.
+var warnings = &warnLog{}
+
+// warnLog is a slog.Handler that keeps the first few records at Warn and
+// above.
+type warnLog struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (w *warnLog) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelWarn }
+
+func (w *warnLog) Handle(_ context.Context, r slog.Record) error {
+	var b strings.Builder
+	b.WriteString(r.Message)
+	r.Attrs(func(a slog.Attr) bool {
+		fmt.Fprintf(&b, " %s=%v", a.Key, a.Value)
+		return true
+	})
+	w.mu.Lock()
+	if len(w.msgs) < 5 {
+		w.msgs = append(w.msgs, b.String())
+	}
+	w.mu.Unlock()
+	return nil
+}
+
+func (w *warnLog) WithAttrs([]slog.Attr) slog.Handler { return w }
+func (w *warnLog) WithGroup(string) slog.Handler      { return w }
+
+func (w *warnLog) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return strings.Join(w.msgs, "; ")
 }
 
 // wantOurs fails tb unless br is in state want at generation gen, and never
@@ -216,7 +264,7 @@ func wantOurs(br *breaker.Breaker, want breaker.State, gen uint64) func(testing.
 			tb.Fatalf("Snapshot: %v", err)
 		}
 		if s.StoreErrors != 0 || s.Degraded {
-			tb.Fatalf("tripline breaker met %d store errors (degraded now: %v)", s.StoreErrors, s.Degraded)
+			tb.Fatalf("tripline breaker met %d store errors (degraded now: %v); first warnings logged in this run: %v", s.StoreErrors, s.Degraded, warnings)
 		}
 		if s.State != want || s.Generation != gen {
 			tb.Fatalf("tripline breaker is %s at generation %d, want %s at generation %d", s.State, s.Generation, want, gen)

@@ -81,7 +81,6 @@ func TestFaultProxyTimeouts(t *testing.T) {
 // watchers' deafness is logged here, not failed.
 func TestFaultProxyLostReplies(t *testing.T) {
 	proxy, f := proxyFleet(t)
-	f.deafWatch = "store/redis Watch never notices a silent connection (TestFaultWatchSilentConnection)"
 	runFault(t, f, func() faultReport {
 		for range 6 {
 			proxy.MuteOpen()
@@ -121,13 +120,10 @@ func TestFaultProxyResets(t *testing.T) {
 // again, so that it delivers transitions published afterwards. Redis
 // itself is healthy all along; only the open connections are muted.
 //
-// KNOWN BUG: store/redis Watch reads go-redis's PubSub.Channel, whose
-// health check sends PING but never checks that a PONG comes back, and
-// whose reads have no deadline: a silent connection is never noticed, and
-// the Watch stays deaf forever. Until Watch checks its connection itself
-// (the faults report proposes a fix), this test is skipped.
+// Regression: Watch read go-redis's PubSub.Channel, whose health check sends
+// PING but never checks that a PONG comes back: a silent connection was
+// never noticed. Watch now pings and resubscribes itself.
 func TestFaultWatchSilentConnection(t *testing.T) {
-	t.Skip("KNOWN BUG: store/redis Watch never notices a silent pub/sub connection; remove this Skip with the fix")
 	srv := redisserver.StartSingle(t)
 	proxy := redisserver.StartProxy(t, srv.Addr())
 	prefix := newPrefix(t)

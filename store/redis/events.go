@@ -7,7 +7,10 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/tripline/tripline/breaker"
 )
@@ -57,32 +60,77 @@ func (s *Store) Watch(ctx context.Context, names ...string) (<-chan Event, error
 		return nil, fmt.Errorf("redisstore: watch %s: %w", s.channel, err)
 	}
 	out := make(chan Event, watchBuffer)
-	msgs := ps.Channel()
+	var mu sync.Mutex // guards ps, replaced when its connection goes silent
+	stop := context.AfterFunc(ctx, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		_ = ps.Close() // ends a blocked read at once
+	})
+	current := func() *redis.PubSub {
+		mu.Lock()
+		defer mu.Unlock()
+		return ps
+	}
 	go func() {
 		defer close(out)
-		defer ps.Close()
-		for {
+		defer stop()
+		defer func() { _ = current().Close() }()
+		// As the local views' subscriber does (follow): read with a
+		// deadline, ping when quiet, and subscribe again on a new
+		// connection when the ping is not answered either. go-redis's
+		// Channel pings but never checks the answer, and its reads have no
+		// deadline: a connection that went silent was never noticed.
+		pinged := false
+		wait := resubscribeMin
+		for ctx.Err() == nil {
+			msg, err := current().ReceiveTimeout(ctx, healthEvery)
+			if ctx.Err() != nil {
+				return
+			}
+			if err != nil {
+				if isTimeout(err) && !pinged {
+					pinged = true
+					_ = current().Ping(ctx) // a failed write reconnects; the answer is read above
+					continue
+				}
+				if isTimeout(err) {
+					mu.Lock()
+					_ = ps.Close()
+					ps = s.client.Subscribe(ctx, s.channel)
+					mu.Unlock()
+					pinged = false
+					continue
+				}
+				// go-redis redials and subscribes again by itself: do not
+				// spin while the server is down.
+				pause := time.NewTimer(wait)
+				select {
+				case <-ctx.Done():
+					pause.Stop()
+					return
+				case <-pause.C:
+				}
+				wait = min(2*wait, resubscribeMax)
+				continue
+			}
+			pinged, wait = false, resubscribeMin
+			m, ok := msg.(*redis.Message)
+			if !ok {
+				continue // a PONG, a subscription confirmation
+			}
+			ev, err := decodeEvent(m.Payload)
+			if err != nil {
+				s.logger.LogAttrs(ctx, slog.LevelWarn, "redisstore: skipped a message that is not a transition",
+					slog.String("channel", m.Channel), slog.Any("error", err))
+				continue
+			}
+			if only != nil && !only[ev.Name] {
+				continue
+			}
 			select {
+			case out <- ev:
 			case <-ctx.Done():
 				return
-			case m, ok := <-msgs:
-				if !ok {
-					return
-				}
-				ev, err := decodeEvent(m.Payload)
-				if err != nil {
-					s.logger.LogAttrs(ctx, slog.LevelWarn, "redisstore: skipped a message that is not a transition",
-						slog.String("channel", m.Channel), slog.Any("error", err))
-					continue
-				}
-				if only != nil && !only[ev.Name] {
-					continue
-				}
-				select {
-				case out <- ev:
-				case <-ctx.Done():
-					return
-				}
 			}
 		}
 	}()
