@@ -535,6 +535,31 @@ func TestClose(t *testing.T) {
 	goleak.VerifyNone(t, others...)
 }
 
+// TestResetQueuedTwice: a failure takes the queued reset with it, and a
+// success queues another before the flush, so the circuit is queued twice;
+// the flush must take it once (it locked it twice and hung: found by the
+// fault suite).
+func TestResetQueuedTwice(t *testing.T) {
+	f := newFakeRedis(t)
+	s := redisstore.New(f.client(t), redisstore.WithLocalClock(f.Local), redisstore.WithCallTimeout(testCallTimeout),
+		redisstore.WithFlushInterval(time.Hour))
+	p := policy(5)
+	warm(t, s, "svc", p)
+	call(t, s, "svc", p, breaker.OutcomeFailure)
+	call(t, s, "svc", p, breaker.OutcomeSuccess) // queued
+	call(t, s, "svc", p, breaker.OutcomeFailure) // takes the reset with it
+	call(t, s, "svc", p, breaker.OutcomeSuccess) // queued again
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	select {
+	case err := <-closed:
+		require.NoError(t, err)
+	case <-time.After(5 * time.Second):
+		require.FailNow(t, "Close (its flush) hung")
+	}
+	assert.Equal(t, "0", f.HGet(s.Keys("svc")[0], "f"), "the second reset was sent")
+}
+
 // TestFleetTripsOnceLocal: with every call failing, replicas x goroutines
 // callers on local views run at most threshold + 2 x (callers - 1) calls
 // fleet-wide, and the circuit trips exactly once.
