@@ -52,7 +52,7 @@ func newFleet(t *testing.T, be backend, n int, cfg breaker.Config, wrap func(bre
 	f := &fleet{prefix: newPrefix(t), changes: map[[2]breaker.State]int{}}
 	for range n {
 		c := be.newClient(t)
-		var st breaker.Store = redisstore.New(c, redisstore.WithPrefix(f.prefix))
+		var st breaker.Store = strictStore(t, c, redisstore.WithPrefix(f.prefix))
 		if wrap != nil {
 			st = wrap(st)
 		}
