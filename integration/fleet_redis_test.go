@@ -98,11 +98,11 @@ func TestRedisFleetSeesTrip(t *testing.T) {
 				require.ErrorIs(t, f.breakers[0].Do(ctx, func(context.Context) error { return errBoom }), errBoom)
 			}
 			for i, b := range f.breakers {
-				ran := false
-				err := b.Do(ctx, func(context.Context) error { ran = true; return nil })
+				ranOne := false
+				err := b.Do(ctx, func(context.Context) error { ranOne = true; return nil })
 				var open *breaker.OpenError
 				require.ErrorAs(t, err, &open, "replica %d", i)
-				assert.False(t, ran, "replica %d ran a call on an open circuit", i)
+				assert.False(t, ranOne, "replica %d ran a call on an open circuit", i)
 				assert.Greater(t, open.RetryAfter, 50*time.Second)
 			}
 			total, _ := f.changeCount()
@@ -122,38 +122,17 @@ func TestRedisFleetTripsOnce(t *testing.T) {
 			ctx := context.Background()
 			for round := range 5 {
 				f := newFleet(t, be, replicas, breaker.Config{FailureThreshold: threshold, Timeout: time.Minute}, nil)
-				var ran atomic.Int64
-				start := make(chan struct{})
-				var wg sync.WaitGroup
-				for _, b := range f.breakers {
-					for range perReplica {
-						wg.Go(func() {
-							<-start
-							for {
-								err := b.Do(ctx, func(context.Context) error { ran.Add(1); return errBoom })
-								if errors.Is(err, breaker.ErrOpen) {
-									return
-								}
-								if !errors.Is(err, errBoom) {
-									t.Errorf("unexpected error %v", err)
-									return
-								}
-							}
-						})
-					}
-				}
-				close(start)
-				wg.Wait()
+				ran := failTogether(t, ctx, f.breakers, perReplica)
 				total, byKind := f.changeCount()
 				assert.Equal(t, 1, total, "round %d: OnStateChange calls fleet-wide: %v", round, byKind)
 				assert.Equal(t, 1, byKind[[2]breaker.State{breaker.StateClosed, breaker.StateOpen}], "round %d", round)
-				assert.LessOrEqual(t, ran.Load(), int64(threshold+replicas*perReplica-1), "round %d: calls run", round)
-				assert.GreaterOrEqual(t, ran.Load(), int64(threshold), "round %d", round)
+				assert.LessOrEqual(t, ran, int64(threshold+replicas*perReplica-1), "round %d: calls run", round)
+				assert.GreaterOrEqual(t, ran, int64(threshold), "round %d", round)
 				snap, err := f.breakers[0].Snapshot(ctx)
 				require.NoError(t, err)
 				assert.Equal(t, breaker.StateOpen, snap.State)
 				assert.EqualValues(t, 1, snap.Generation, "round %d: tripped exactly once", round)
-				t.Logf("round %d: %d calls ran (bound %d)", round, ran.Load(), threshold+replicas*perReplica-1)
+				t.Logf("round %d: %d calls ran (bound %d)", round, ran, threshold+replicas*perReplica-1)
 				requireEveryKeyExpires(t, f.clients[0], f.prefix)
 			}
 		})
@@ -262,4 +241,34 @@ func TestRedisFleetHalfOpenRace(t *testing.T) {
 			requireEveryKeyExpires(t, f.clients[0], f.prefix)
 		})
 	}
+}
+
+// failTogether starts perBreaker goroutines on every breaker at once; each
+// calls a function that always fails until its breaker rejects it with
+// ErrOpen. It returns how many calls ran, fleet-wide.
+func failTogether(t *testing.T, ctx context.Context, bs []*breaker.Breaker, perBreaker int) int64 {
+	t.Helper()
+	var ran atomic.Int64
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, b := range bs {
+		for range perBreaker {
+			wg.Go(func() {
+				<-start
+				for {
+					err := b.Do(ctx, func(context.Context) error { ran.Add(1); return errBoom })
+					if errors.Is(err, breaker.ErrOpen) {
+						return
+					}
+					if !errors.Is(err, errBoom) {
+						t.Errorf("unexpected error %v", err)
+						return
+					}
+				}
+			})
+		}
+	}
+	close(start)
+	wg.Wait()
+	return ran.Load()
 }

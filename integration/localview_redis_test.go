@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"runtime"
 	"slices"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -135,39 +134,20 @@ func TestLocalViewFleetTripsOnce(t *testing.T) {
 					fleet[i] = newViewReplica(t, be, prefix, "fleet", cfg, redisstore.WithCallTimeout(2*time.Second))
 					fleet[i].warm(t)
 				}
-				var (
-					ran   atomic.Int64
-					start = make(chan struct{})
-					wg    sync.WaitGroup
-				)
-				for _, r := range fleet {
-					for range perReplica {
-						wg.Go(func() {
-							<-start
-							for {
-								err := r.breaker.Do(ctx, func(context.Context) error { ran.Add(1); return errBoom })
-								if errors.Is(err, breaker.ErrOpen) {
-									return
-								}
-								if !errors.Is(err, errBoom) {
-									t.Errorf("unexpected error %v", err)
-									return
-								}
-							}
-						})
-					}
+				bs := make([]*breaker.Breaker, len(fleet))
+				for i, r := range fleet {
+					bs[i] = r.breaker
 				}
-				close(start)
-				wg.Wait()
+				ran := failTogether(t, ctx, bs, perReplica)
 				bound := int64(threshold + 2*(callers-1))
 				assert.Equal(t, int64(1), changes.Load(), "round %d: OnStateChange calls fleet-wide", round)
-				assert.LessOrEqual(t, ran.Load(), bound, "round %d: calls run", round)
-				assert.GreaterOrEqual(t, ran.Load(), int64(threshold), "round %d", round)
+				assert.LessOrEqual(t, ran, bound, "round %d: calls run", round)
+				assert.GreaterOrEqual(t, ran, int64(threshold), "round %d", round)
 				snap, err := fleet[0].breaker.Snapshot(ctx)
 				require.NoError(t, err)
 				assert.Equal(t, breaker.StateOpen, snap.State)
 				assert.EqualValues(t, 1, snap.Generation, "round %d: tripped exactly once", round)
-				most = max(most, ran.Load())
+				most = max(most, ran)
 				var storeErrors, degraded uint64
 				for _, r := range fleet {
 					snap, err := r.breaker.Snapshot(ctx)
@@ -176,7 +156,7 @@ func TestLocalViewFleetTripsOnce(t *testing.T) {
 					degraded += snap.DegradedCalls
 				}
 				t.Logf("round %d: %d calls ran (threshold %d, %d callers, bound %d); %d store errors, %d calls decided degraded",
-					round, ran.Load(), threshold, callers, bound, storeErrors, degraded)
+					round, ran, threshold, callers, bound, storeErrors, degraded)
 				if storeErrors > 0 {
 					assert.Fail(t, "store errors", "round %d: %d, the first: %s", round, storeErrors, *firstErr.Load())
 				}
