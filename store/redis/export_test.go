@@ -12,6 +12,14 @@ func WithLocalClock(now func() time.Duration) Option {
 	return func(o *options) { o.clock = now }
 }
 
+// WithStrictExact makes a strict store send every outcome, a closed-state
+// success with nothing to reset included: the model tests predict every
+// Result of the scripts exactly (a success the store does not send reports
+// what the replica last heard, see strictNoop).
+func WithStrictExact() Option {
+	return func(o *options) { o.strict, o.sendAll = true, true }
+}
+
 // DropEvents makes the subscriber drop every message it receives (a lost
 // message), or stop dropping them.
 func (s *Store) DropEvents(drop bool) { s.dropEvents.Store(drop) }

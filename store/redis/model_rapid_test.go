@@ -37,7 +37,7 @@ func TestModelMiniredis(t *testing.T) {
 		newStore := func(t *testing.T) breaker.Store {
 			c := redis.NewClient(&redis.Options{Addr: m.Addr()})
 			t.Cleanup(func() { _ = c.Close() })
-			s := redisstore.New(c, redisstore.WithStrict(), redisstore.WithCallTimeout(testCallTimeout))
+			s := redisstore.New(c, redisstore.WithStrictExact(), redisstore.WithCallTimeout(testCallTimeout))
 			t.Cleanup(func() { _ = s.Close() })
 			return s
 		}

@@ -33,8 +33,8 @@ func TestFollowsMemoryStore(t *testing.T) {
 		client := redis.NewClient(&redis.Options{Addr: m.Addr()})
 		defer client.Close()
 		replicas := []*redisstore.Store{
-			redisstore.New(client, redisstore.WithStrict(), redisstore.WithCallTimeout(testCallTimeout)),
-			redisstore.New(client, redisstore.WithStrict(), redisstore.WithCallTimeout(testCallTimeout)),
+			redisstore.New(client, redisstore.WithStrictExact(), redisstore.WithCallTimeout(testCallTimeout)),
+			redisstore.New(client, redisstore.WithStrictExact(), redisstore.WithCallTimeout(testCallTimeout)),
 		}
 		defer func() {
 			for _, r := range replicas {

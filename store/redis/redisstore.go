@@ -15,7 +15,8 @@
 // written, or expired) is closed, generation 0. The scripts follow
 // breaker's memory store step for step. What a Store asks Redis, and what
 // it answers from its local view of a circuit, is described next; with
-// WithStrict every Admit and Record is a script call.
+// WithStrict every Admit is a script call, and so is every Record but that
+// of a closed-state success with nothing to reset (see WithStrict).
 //
 // # Local views
 //
@@ -236,6 +237,7 @@ type Store struct {
 	calls    atomic.Uint64
 
 	strict      bool
+	sendAll     bool // tests: strict sends every outcome, so models predict each Result
 	maxStale    time.Duration
 	flushEvery  time.Duration
 	callTimeout time.Duration
@@ -274,6 +276,7 @@ type options struct {
 	replyTTL    time.Duration
 	logger      *slog.Logger
 	strict      bool
+	sendAll     bool
 	maxStale    time.Duration
 	flushEvery  time.Duration
 	callTimeout time.Duration
@@ -306,11 +309,16 @@ func WithReplyTTL(d time.Duration) Option { return func(o *options) { o.replyTTL
 // default: no logging
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
 
-// WithStrict makes every Admit and Record ask Redis, as if no replica kept a
-// local view: closed-state admissions and successes cost a script call
-// each, and every replica sees a transition at its very next call. Without
-// it, the store keeps a local view of each circuit (see "Local views" in the
-// package documentation).
+// WithStrict makes every admission ask Redis, as if no replica kept a
+// local view: a closed-state admission costs a script call, and every
+// replica sees a transition at its very next call. Every outcome is sent
+// too, except a closed-state success whose admission's reply (or a later
+// one) found no consecutive failure counted, or in window mode, where
+// successes erase nothing: its reset would have had nothing to do at a
+// moment within the call, so it is not sent, and a healthy closed circuit
+// costs one script call per call. Without WithStrict, the store keeps a
+// local view of each circuit (see "Local views" in the package
+// documentation).
 // default: off (local views)
 func WithStrict() Option { return func(o *options) { o.strict = true } }
 
@@ -373,6 +381,7 @@ func New(client redis.UniversalClient, opts ...Option) *Store {
 		replyMS:     min(o.replyTTL, maxDuration).Milliseconds(),
 		logger:      o.logger,
 		strict:      o.strict,
+		sendAll:     o.sendAll,
 		maxStale:    o.maxStale,
 		flushEvery:  o.flushEvery,
 		callTimeout: o.callTimeout,

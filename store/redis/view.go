@@ -143,11 +143,20 @@ func (s *Store) admitLocal(c *circuit) (breaker.Admission, bool) {
 // is decided by what this replica knows of the failures either way (an
 // admission refreshes that at least once per staleness bound).
 func (s *Store) recordLocal(c *circuit, p breaker.Policy, o breaker.Outcome) (breaker.Result, bool) {
-	if o.Kind != breaker.OutcomeSuccess || o.Probe != 0 || !s.local() {
+	if o.Kind != breaker.OutcomeSuccess || o.Probe != 0 {
 		return breaker.Result{}, false
 	}
 	v := c.view.Load()
 	if v == nil {
+		return breaker.Result{}, false
+	}
+	if s.strict {
+		if s.sendAll {
+			return breaker.Result{}, false
+		}
+		return strictNoop(v, p, o)
+	}
+	if !s.local() {
 		return breaker.Result{}, false
 	}
 	if o.Generation < v.gen {
@@ -175,6 +184,20 @@ func (s *Store) recordLocal(c *circuit, p breaker.Policy, o breaker.Outcome) (br
 	return r, true
 }
 
+// strictNoop answers, in strict mode, a closed-state success that would
+// change nothing in Redis: the latest reply this Store has (the call's own
+// admission, or a request sent after it) said the circuit was closed at the
+// call's generation with no consecutive failure counted (or the circuit
+// counts in a window, where successes erase nothing). Its reset would have
+// had nothing to do at that moment, which lies within the call, so the
+// fleet's history is the same as if it had been sent then.
+func strictNoop(v *view, p breaker.Policy, o breaker.Outcome) (breaker.Result, bool) {
+	if v.state != breaker.StateClosed || v.gen != o.Generation || (p.FailureWindow == 0 && v.failures) {
+		return breaker.Result{}, false
+	}
+	return breaker.Result{State: breaker.StateClosed, Generation: v.gen}, true
+}
+
 // beforeFailure prepares a failure about to be sent in consecutive mode: it
 // takes a reset held back for the same generation with it (reset first),
 // after any reset being sent, so this replica's outcomes count in the order
@@ -200,7 +223,8 @@ func (s *Store) beforeFailure(c *circuit, p breaker.Policy, o breaker.Outcome) b
 func (s *Store) learn(c *circuit, f fact, a asked) {
 	nv := &view{state: f.state, gen: f.gen, failures: f.failures, at: a.at, epoch: a.epoch}
 	if f.unsure {
-		nv.epoch = 0
+		// Only state and generation are known: failures may be counted.
+		nv.epoch, nv.failures = 0, true
 	}
 	if f.state == breaker.StateOpen {
 		if f.override == 1 && f.retry == 0 {
