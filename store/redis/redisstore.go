@@ -759,18 +759,19 @@ func (s *Store) Load(ctx context.Context, name string) (breaker.Snapshot, error)
 	}
 	k := s.keys(name)
 	cctx, cancel := s.callCtx(ctx)
-	v, err := loadScript.Run(cctx, s.client, []string{k.hash, k.window, k.leases}, s.baseArgs(k, 0)...).Slice()
+	raw, err := loadScript.Run(cctx, s.client, []string{k.hash, k.window, k.leases}, s.baseArgs(k, 0)...).Result()
 	cancel()
 	if err != nil {
 		return breaker.Snapshot{}, s.failCall(ctx, "load", name, err)
 	}
-	return s.snapshot(name, v)
+	return s.snapshot(name, raw)
 }
 
 // snapshot parses the reply of the load script.
-func (s *Store) snapshot(name string, v []any) (breaker.Snapshot, error) {
-	if len(v) != 3 {
-		return breaker.Snapshot{}, s.badReply("load", name, fmt.Sprint(v), errors.New("want 3 elements"))
+func (s *Store) snapshot(name string, raw any) (breaker.Snapshot, error) {
+	v, ok := raw.([]any)
+	if !ok || len(v) != 3 {
+		return breaker.Snapshot{}, s.badReply("load", name, fmt.Sprint(raw), errors.New("want an array of 3 elements"))
 	}
 	nums, ok0 := v[0].(string)
 	actor, ok1 := v[1].(string)
