@@ -25,6 +25,7 @@ type Breaker struct {
 	storeErrors   atomic.Uint64
 	degradedCalls atomic.Uint64
 	episode       atomic.Pointer[episode] // nil while the store answers
+	lastEpisode   atomic.Pointer[episode] // the last one that ended, to resume (see startEpisode)
 }
 
 // New returns a Breaker for the circuit called name. It returns an error,
@@ -139,7 +140,9 @@ func (b *Breaker) record(ctx context.Context, t ticket, err error, panicked bool
 	}
 	r, serr := b.store.Record(ctx, b.name, b.policy, o)
 	if serr != nil {
-		_, _ = b.storeFailed(ctx, "record", serr)
+		if ep, _ := b.storeFailed(ctx, "record", serr); ep != nil {
+			b.countUnrecorded(ctx, ep, kind)
+		}
 		return
 	}
 	b.notify(ctx, r.Transition, "outcome", false)

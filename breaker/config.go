@@ -78,7 +78,9 @@ type Config struct {
 	// The wait is 50ms (or StoreBackoffMax if shorter) after the failure that
 	// started the episode, and doubles after every failed probe up to
 	// StoreBackoffMax, so the Breaker uses the shared state again at most
-	// about StoreBackoffMax after the store recovers (if it has calls).
+	// about StoreBackoffMax after the store recovers (if it has calls). An
+	// episode that starts less than StoreBackoffMax after the last one
+	// ended resumes it (its fallback and its backoff).
 	// default: 2s
 	StoreBackoffMax time.Duration
 	// Logger receives transitions and operator commands (Info), the start

@@ -84,6 +84,11 @@ type episode struct {
 	started  time.Time // on the Breaker's clock
 	calls0   uint64    // Breaker.degradedCalls when the episode started
 
+	// Set by handBack before the episode is kept as Breaker.lastEpisode, and
+	// read by the episode that resumes it.
+	ended  time.Time
+	shared State // the store's state at the hand-back
+
 	// The next probe may start once the clock reaches started+nextProbe.
 	nextProbe atomic.Int64 // a time.Duration
 	// probing is held by the one caller probing the store. backoff is
@@ -162,6 +167,14 @@ func (b *Breaker) storeFailed(ctx context.Context, op string, err error) (*episo
 
 // startEpisode returns the current episode, starting one (and logging it)
 // if there is none.
+//
+// An episode that starts less than StoreBackoffMax after the last one ended
+// resumes it: its fallback goes on with what it counted, and the backoff
+// goes on doubling. A store that answers the probe (a read) but fails the
+// next write (Redis at maxmemory with noeviction refuses writes, not reads)
+// or one that flaps would otherwise end each episode after 50ms with a new,
+// closed fallback, and a dependency that fails all along would see about
+// FailureThreshold calls per 50ms instead of a probe per Timeout.
 func (b *Breaker) startEpisode(ctx context.Context, op string, err error) *episode {
 	for {
 		if ep := b.episode.Load(); ep != nil {
@@ -170,16 +183,34 @@ func (b *Breaker) startEpisode(ctx context.Context, op string, err error) *episo
 		now := b.now()
 		ep := &episode{started: now, calls0: b.degradedCalls.Load(), lastErr: err}
 		ep.backoff = min(storeBackoffStart, b.backoffMax)
+		last := b.lastEpisode.Load()
+		resumed := last != nil && now.Sub(last.ended) < b.backoffMax
+		if resumed {
+			ep.fallback = last.fallback
+			ep.backoff = min(2*last.backoff, b.backoffMax)
+		}
 		ep.nextProbe.Store(int64(ep.backoff))
-		if b.mode == FallbackLocal {
+		if b.mode == FallbackLocal && ep.fallback == nil {
 			ep.fallback = newMemStore(b.now)
 		}
 		if b.episode.CompareAndSwap(nil, ep) {
-			b.logger.LogAttrs(ctx, slog.LevelWarn, "tripline: store unavailable, degraded",
+			attrs := []slog.Attr{
 				slog.String("circuit", b.name),
 				slog.String("mode", b.mode.String()),
 				slog.String("op", op),
-				slog.Any("error", err))
+				slog.Any("error", err),
+			}
+			if resumed {
+				attrs = append(attrs, slog.Duration("resumes_after", now.Sub(last.ended)))
+			}
+			b.logger.LogAttrs(ctx, slog.LevelWarn, "tripline: store unavailable, degraded", attrs...)
+			if resumed && ep.fallback != nil {
+				// The fallback decides again: report the change from the
+				// shared state it took over from at the hand-back.
+				if s, lerr := ep.fallback.Load(ctx, b.name); lerr == nil && s.State != last.shared {
+					b.notify(ctx, Transition{From: last.shared, To: s.State, Generation: s.Generation}, "store unavailable", true)
+				}
+			}
 			return ep
 		}
 	}
@@ -206,12 +237,15 @@ func (b *Breaker) probeFailed(ctx context.Context, ep *episode, op string, err e
 
 // handBack ends ep after a probe's store call succeeded: the shared state,
 // which the probe found in state, takes over again, and the fallback with
-// what it counted is dropped. If the fallback's state differs from the
+// what it counted is set aside (an episode that starts within
+// StoreBackoffMax resumes it, see startEpisode). If the fallback's state differs from the
 // shared one, that change is reported as a transition.
 func (b *Breaker) handBack(ctx context.Context, ep *episode, state State, generation uint64) {
 	if !b.episode.CompareAndSwap(ep, nil) {
 		return
 	}
+	ep.ended, ep.shared = b.now(), state
+	b.lastEpisode.Store(ep)
 	calls := b.degradedCalls.Load() - ep.calls0
 	b.logger.LogAttrs(ctx, slog.LevelInfo, "tripline: store recovered",
 		slog.String("circuit", b.name),
@@ -278,6 +312,25 @@ func (b *Breaker) recordDegraded(ctx context.Context, ep *episode, o Outcome) {
 		return
 	}
 	r, err := ep.fallback.Record(ctx, b.name, b.policy, o)
+	if err != nil {
+		return // the fallback fails only on bad input, which cannot reach it
+	}
+	b.notify(ctx, r.Transition, "outcome", true)
+}
+
+// countUnrecorded counts, in the fallback of episode ep, the outcome of a
+// call the store admitted but failed to record, if the fallback is closed:
+// a dependency that fails while the store refuses writes still trips the
+// fallback.
+func (b *Breaker) countUnrecorded(ctx context.Context, ep *episode, kind OutcomeKind) {
+	if ep.fallback == nil {
+		return
+	}
+	s, err := ep.fallback.Load(ctx, b.name)
+	if err != nil || s.State != StateClosed {
+		return
+	}
+	r, err := ep.fallback.Record(ctx, b.name, b.policy, Outcome{Kind: kind, Generation: s.Generation})
 	if err != nil {
 		return // the fallback fails only on bad input, which cannot reach it
 	}

@@ -189,6 +189,7 @@ func TestEpisodeLoggedOnce(t *testing.T) {
 	assert.Equal(t, recoveredLog("fallback-local", 3*firstBackoff, logged), got[1])
 
 	fs.down(true)
+	e.clock.Advance(breaker.DefaultStoreBackoffMax) // a new episode, not the last one resumed
 	hammer()
 	assert.Equal(t, degradedLog("fallback-local", "admit"), logs.records(t)[2:][0])
 	assert.Len(t, logs.records(t), 3, "a new episode is logged once")
@@ -329,7 +330,8 @@ func TestHandBack(t *testing.T) {
 		assert.Equal(t, 1, sharedSnapshot(t, fs).Failures, "outcomes go to the shared store again")
 
 		fs.down(true)
-		require.NoError(t, b.Do(ctx, ok), "a new episode starts with a new, closed fallback")
+		e.clock.Advance(breaker.DefaultStoreBackoffMax)
+		require.NoError(t, b.Do(ctx, ok), "a new episode (StoreBackoffMax after the last) starts with a new, closed fallback")
 		assert.Equal(t, 0, snapshot(t, b).Failures)
 	})
 
@@ -395,7 +397,8 @@ func TestOutcomesGoToTheStoreThatAdmitted(t *testing.T) {
 	assert.Equal(t, 1, sharedSnapshot(t, fs).Failures)
 
 	fs.set(func(s *faultyStore) { s.failAdmit = true })
-	_ = allow() // a second episode
+	e.clock.Advance(breaker.DefaultStoreBackoffMax)
+	_ = allow() // a second episode, with a fallback of its own
 	require.True(t, snapshot(t, b).Degraded)
 	third(errBoom)
 	assert.Equal(t, 0, snapshot(t, b).Failures, "not counted by the next episode's fallback")
@@ -574,4 +577,71 @@ func TestDegradedModeText(t *testing.T) {
 	assert.ErrorContains(t, m.UnmarshalText([]byte("fail-sometimes")), `unknown degraded mode "fail-sometimes"`)
 	_, err = breaker.ParseDegradedMode("")
 	assert.Error(t, err)
+}
+
+// TestEpisodeResumesWhenWritesFail: a store that answers admissions but
+// refuses every write (Redis at maxmemory with noeviction) ends each
+// episode at its probe and starts the next at once. The next episode
+// resumes the last one's fallback and backoff, so a dependency that fails
+// all along gets FailureThreshold calls and then one per probe, with the
+// probes ever further apart; once the store records again, it is used.
+func TestEpisodeResumesWhenWritesFail(t *testing.T) {
+	hooks := &hookLog{}
+	b, fs, logs, e := faultyBreaker(t, breaker.Config{FailureThreshold: 3, Timeout: time.Minute, OnStateChange: hooks.hook})
+	ctx := context.Background()
+	fs.set(func(s *faultyStore) { s.failRecord = true })
+	dep := &counter{err: errBoom}
+
+	for range 3 {
+		require.Same(t, errBoom, b.Do(ctx, dep.fn))
+	}
+	require.ErrorIs(t, b.Do(ctx, dep.fn), breaker.ErrOpen, "the fallback tripped: the first failure, unrecorded, counted too")
+	assert.Equal(t, 3, dep.count())
+	assert.Equal(t, []string{"svc: closed -> open"}, hooks.list())
+
+	// Each probe is admitted by the shared (closed) circuit, ends the
+	// episode, runs, fails to record, and the next episode resumes the
+	// open fallback; the backoff doubles across them.
+	for i, wait := range []time.Duration{50 * time.Millisecond, 100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond} {
+		e.clock.Advance(wait - time.Millisecond)
+		require.ErrorIs(t, b.Do(ctx, dep.fn), breaker.ErrOpen, "probe %d: not before %s", i, wait)
+		e.clock.Advance(time.Millisecond)
+		require.Same(t, errBoom, b.Do(ctx, dep.fn), "probe %d", i)
+		require.ErrorIs(t, b.Do(ctx, dep.fn), breaker.ErrOpen, "after probe %d: the resumed fallback is open", i)
+		assert.Equal(t, 3+i+1, dep.count())
+		assert.True(t, snapshot(t, b).Degraded)
+	}
+	assert.Equal(t, []string{
+		"svc: closed -> open",
+		"svc: open -> closed", "svc: closed -> open", // hand-back to the shared state, resumed fallback
+		"svc: open -> closed", "svc: closed -> open",
+		"svc: open -> closed", "svc: closed -> open",
+		"svc: open -> closed", "svc: closed -> open",
+	}, hooks.list(), "every switch is reported")
+	resumed := 0
+	for _, r := range logs.records(t) {
+		if _, ok := r["resumes_after"]; ok {
+			resumed++
+		}
+	}
+	assert.Equal(t, 4, resumed, "each episode after the first says it resumed")
+
+	// Writes work again: the next probe hands back for good.
+	fs.set(func(s *faultyStore) { s.failRecord = false })
+	e.clock.Advance(800 * time.Millisecond)
+	require.NoError(t, b.Do(ctx, ok))
+	s := snapshot(t, b)
+	assert.False(t, s.Degraded)
+	assert.Equal(t, breaker.StateClosed, s.State)
+	_, records, _, _ := fs.calls()
+	assert.Equal(t, 1+4+1, records, "the first call, the probes, and the last call went to the store")
+
+	// Long after, a new outage starts with a new, closed fallback.
+	e.clock.Advance(breaker.DefaultStoreBackoffMax)
+	fs.set(func(s *faultyStore) { s.failRecord = true })
+	require.Same(t, errBoom, b.Do(ctx, dep.fn))
+	s = snapshot(t, b)
+	assert.True(t, s.Degraded)
+	assert.Equal(t, breaker.StateClosed, s.State)
+	assert.Equal(t, 1, s.Failures)
 }

@@ -94,13 +94,26 @@
 // round trips (store/redis does).
 //
 // When an episode ends the shared state wins: the store's state decides the
-// next calls, what the fallback counted is dropped, and the next episode
-// starts with a new fallback. If the fallback's state differs from the
-// store's at that moment, the change is reported (OnStateChange, and a log
-// with cause "store recovered"). An outcome is never recorded to the wrong
-// store: it goes to the store that admitted its call, the shared store or
-// the fallback of the episode still going on; the outcome of a call the
-// fallback admitted is dropped if its episode has ended.
+// next calls, and what the fallback counted is set aside. If the fallback's
+// state differs from the store's at that moment, the change is reported
+// (OnStateChange, and a log with cause "store recovered"). An episode that
+// starts less than StoreBackoffMax after the last one ended resumes it: its
+// fallback goes on with what it counted (a change from the shared state is
+// reported with cause "store unavailable"), and the wait before the next
+// probe goes on doubling. A later episode starts with a new, closed
+// fallback. This is for a store that answers the probe but fails again at
+// once: one that flaps, or Redis at maxmemory with noeviction, which
+// answers reads (a closed-state admission writes nothing) and refuses
+// writes. Without it each short episode would start with nothing counted,
+// and a dependency failing all along would get about FailureThreshold calls
+// per probe interval instead of a trip.
+//
+// An outcome is never recorded to the wrong store: it goes to the store
+// that admitted its call, the shared store or the fallback of the episode
+// still going on; the outcome of a call the fallback admitted is dropped if
+// its episode has ended. The outcome of a call the shared store admitted
+// but failed to record is counted by the current episode's fallback, if
+// that is closed.
 //
 // Each episode is logged once when it starts (Warn, "tripline: store
 // unavailable, degraded", with the mode and the error) and once when it ends

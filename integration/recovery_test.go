@@ -230,12 +230,14 @@ func TestRecoveryGenerationAfterDataLoss(t *testing.T) {
 //
 // During OOM a failure cannot be recorded (the script's first write is
 // refused), so the breaker starts a degraded episode and its local fallback
-// counts; but the episode's probe is an Admit, which writes nothing on a
-// closed circuit and succeeds, so the episode ends after 50ms, the shared
-// (closed) state wins and the fallback's count is dropped. The shared
-// circuit never trips, and each replica lets about FailureThreshold+1
-// failing calls through per 50ms instead of one probe per Timeout. The test
-// logs both figures and checks the decisions that are documented.
+// counts the failure; the episode's probe is an Admit, which writes nothing
+// on a closed circuit and succeeds, so the episode ends after 50ms and the
+// probe's own call runs; its failure cannot be recorded either, and the
+// next episode resumes the last one's fallback (tripped by then) and its
+// backoff (see breaker's "Store failures"). So each replica runs about
+// FailureThreshold calls, then one per probe, the probes 50, 100, 200,
+// 400ms apart: within the 600ms spell at most 5 + 4 per replica, plus one
+// for a probe in flight at a boundary.
 func TestRecoveryOOMFailingDependency(t *testing.T) {
 	srv := redisserver.StartSingle(t, redisserver.WithConfig("maxmemory-policy noeviction"))
 	const replicas, spell = 2, 600 * time.Millisecond
@@ -284,5 +286,5 @@ func TestRecoveryOOMFailingDependency(t *testing.T) {
 	assert.LessOrEqual(t, healthyRan, replicas*5+replicas, "healthy: more calls ran than the threshold allows")
 	assert.Positive(t, storeErrors, "no store error while Redis refused writes")
 	assert.Positive(t, degraded, "no call decided degraded while Redis refused writes")
-	assert.Less(t, oomRan, oomCalls, "the local fallback rejected nothing during OOM")
+	assert.LessOrEqual(t, oomRan, replicas*(5+4+1), "refused writes: more calls ran than threshold + one per probe")
 }
