@@ -446,6 +446,11 @@ func contextDeadlines(client redis.UniversalClient) bool {
 	return true
 }
 
+// Err returns the error every call of the store returns when New was given
+// an invalid option or a nil client, and nil for a usable store.
+// breaker.New checks it, so a Breaker is never made on such a store.
+func (s *Store) Err() error { return s.err }
+
 // Channel returns the pub/sub channel transitions are published on
 // ("<prefix>:events").
 func (s *Store) Channel() string { return s.channel }
