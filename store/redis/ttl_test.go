@@ -122,4 +122,27 @@ func TestExpiry(t *testing.T) {
 		f.Advance(idle) // nobody asks: it goes
 		gone(t, f, s)
 	})
+
+	t.Run("override without an end, local views", func(t *testing.T) {
+		// A replica rejects forced-open calls from its view, but asks Redis
+		// once its view is WithMaxStaleness old, which refreshes the TTL.
+		f := newFakeRedis(t)
+		s := f.store(t, redisstore.WithIdleTTL(idle))
+		p := policy(1)
+		warm(t, s, "c", p)
+		_, err := s.Apply(ctx, "c", breaker.Command{Kind: breaker.CommandForceOpen, Actor: "ops", Reason: "incident"})
+		require.NoError(t, err)
+		for range 5 {
+			f.Advance(idle * 6 / 10)
+			for range 3 {
+				a, err := s.Admit(ctx, "c", p)
+				require.NoError(t, err)
+				require.False(t, a.Allowed, "forced open")
+			}
+		}
+		snap, err := s.Load(ctx, "c")
+		require.NoError(t, err)
+		require.NotNil(t, snap.Override, "kept alive through five idle TTLs")
+		f.requireAllKeysExpire(t)
+	})
 }
