@@ -146,7 +146,7 @@ func onEveryNode(t *testing.T, d deployment, args ...string) {
 var scriptSHAs = map[string]string{
 	"admit":  "b51049141df30607f4705f36cd0b076d45f42910",
 	"record": "f00ad9f8fd6a36023b803f895c87fe095283e32b",
-	"apply":  "1ad81717a9b92fa26d8da59c166e405c1cf3c133",
+	"apply":  "c5dcb5ee68e77c8d2559776e7e319c9e7b699016",
 	"load":   "18082b6bb523d052d558973e41c733b9b26b8114",
 }
 

@@ -1,7 +1,7 @@
 -- apply.lua: an operator's command. (memStore.Apply)
 -- ARGV[5] kind (1 reset, 2 force-open, 3 force-close), ARGV[6] override
 -- TTL (us, 0: until reset), ARGV[7] 1: only if the circuit exists,
--- ARGV[8] actor, ARGV[9] reason.
+-- ARGV[8] actor, ARGV[9] reason (at most 1024 bytes each).
 -- Reply: "unknown state generation from to tgen"; unknown = 1 when
 -- ARGV[7] is 1 and the circuit has no state (nothing was written).
 local m = memo()
@@ -13,6 +13,10 @@ local if_exists = arg(7, 'if exists', 0, 1)
 local actor, reason = ARGV[8], ARGV[9]
 if type(actor) ~= 'string' or type(reason) ~= 'string' then
   error('TRIPLINE_BADARG actor and reason must be given', 0)
+end
+-- redisstore.MaxNoteLen: a note is kept with the circuit, so its size is bounded.
+if #actor > 1024 or #reason > 1024 then
+  error('TRIPLINE_BADARG actor and reason must be at most 1024 bytes', 0)
 end
 local now = now_us()
 local ok, c = pcall(load, now)
