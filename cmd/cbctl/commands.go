@@ -111,9 +111,10 @@ func checkOutput(out string) error {
 
 // session is an open connection to the circuits under one prefix.
 type session struct {
-	conn   *connSpec
-	client redis.UniversalClient
-	store  *redisstore.Store
+	conn    *connSpec
+	client  redis.UniversalClient
+	store   *redisstore.Store
+	timeout time.Duration // --timeout; 0 for watch, which runs until interrupted
 }
 
 // connect opens the store the flags describe. Usage errors come back with
@@ -138,7 +139,7 @@ func (a *app) connect(g *globalFlags) (*session, error) {
 	// --timeout bounds every command as a whole; the store's own short
 	// per-call deadline is for services on their hot path, not for operators.
 	store := redisstore.New(client, redisstore.WithPrefix(g.prefix), redisstore.WithCallTimeout(0))
-	return &session{conn: conn, client: client, store: store}, nil
+	return &session{conn: conn, client: client, store: store, timeout: g.timeout}, nil
 }
 
 func (s *session) close() {
@@ -155,18 +156,27 @@ func (a *app) withSession(ctx context.Context, g *globalFlags, fn func(context.C
 		return err
 	}
 	defer s.close()
-	ctx, cancel := context.WithTimeout(ctx, g.timeout)
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	return fn(ctx, s)
 }
 
-// fail turns a Redis error into one line that names the target, without
-// its password.
-func (s *session) fail(what string, err error) error {
+// fail turns the error of a call to Redis into one line: the action, the
+// target, and the cause in the operator's terms (explain, in errors.go),
+// without any password.
+func (s *session) fail(what string, acc access, err error) error {
 	if errors.Is(err, context.Canceled) {
 		return fmt.Errorf("%s: interrupted", what)
 	}
-	return errors.New(s.conn.redact(fmt.Sprintf("%s: %s: %v", what, s.conn.describe(), err)))
+	fc := failContext{
+		access:  acc,
+		user:    s.conn.redact(s.conn.user()), // go-redis takes a lone userinfo, a password to some, for the user
+		prefix:  s.store.Prefix(),
+		channel: s.store.Channel(),
+		timeout: s.timeout,
+		tls:     s.conn.usesTLS(),
+	}
+	return errors.New(s.conn.redact(fmt.Sprintf("%s: %s: %s", what, s.conn.describe(), explain(err, fc))))
 }
 
 // now reads the Redis server's clock, the clock the circuits' times come
@@ -174,7 +184,7 @@ func (s *session) fail(what string, err error) error {
 func (s *session) now(ctx context.Context) (time.Time, error) {
 	t, err := s.client.Time(ctx).Result()
 	if err != nil {
-		return time.Time{}, s.fail("read server time", err)
+		return time.Time{}, s.fail("read server time", accessRead, err)
 	}
 	return t.UTC(), nil
 }
@@ -200,7 +210,7 @@ func (a *app) listCmd(g *globalFlags) *cobra.Command {
 			return a.withSession(cmd.Context(), g, func(ctx context.Context, s *session) error {
 				snaps, err := s.store.List(ctx)
 				if err != nil {
-					return s.fail("list circuits", err)
+					return s.fail("list circuits", accessRead, err)
 				}
 				now, err := s.now(ctx)
 				if err != nil {
@@ -274,7 +284,7 @@ func (a *app) getCmd(g *globalFlags) *cobra.Command {
 func (s *session) find(ctx context.Context, name string) (breaker.Snapshot, bool, error) {
 	snap, err := s.store.Load(ctx, name)
 	if err != nil {
-		return breaker.Snapshot{}, false, s.fail("load circuit "+shown(name), err)
+		return breaker.Snapshot{}, false, s.fail("load circuit "+shown(name), accessRead, err)
 	}
 	snap.Name = name
 	if !isBlank(snap) {
@@ -282,7 +292,7 @@ func (s *session) find(ctx context.Context, name string) (breaker.Snapshot, bool
 	}
 	all, err := s.store.List(ctx)
 	if err != nil {
-		return breaker.Snapshot{}, false, s.fail("list circuits", err)
+		return breaker.Snapshot{}, false, s.fail("list circuits", accessRead, err)
 	}
 	for _, c := range all {
 		if c.Name == name {
@@ -370,7 +380,7 @@ func (a *app) apply(ctx context.Context, g *globalFlags, name string, kind break
 			return fmt.Errorf("circuit %s not found (give --create to %s it anyway)", shown(name), kind)
 		}
 		if err != nil {
-			return s.fail(kind.String()+" circuit "+shown(name), err)
+			return s.fail(kind.String()+" circuit "+shown(name), accessChange, err)
 		}
 		_, err = fmt.Fprintln(a.stdout, describeApply(name, c, r))
 		return err
@@ -399,10 +409,11 @@ func (a *app) watchCmd(g *globalFlags) *cobra.Command {
 				return err
 			}
 			defer s.close()
+			s.timeout = 0 // watch runs until interrupted
 			ctx := cmd.Context()
 			events, err := s.store.Watch(ctx, names...)
 			if err != nil {
-				return s.fail("watch", err)
+				return s.fail("watch", accessWatch, err)
 			}
 			// The subscription is live: say so on stderr, so stdout holds
 			// transitions only.
@@ -415,7 +426,7 @@ func (a *app) watchCmd(g *globalFlags) *cobra.Command {
 			if ctx.Err() != nil {
 				return nil // interrupted: the normal end of watch
 			}
-			return s.fail("watch", errors.New("subscription closed"))
+			return s.fail("watch", accessWatch, errors.New("subscription closed"))
 		}),
 	}
 	addOutputFlag(cmd.Flags(), &out)

@@ -143,3 +143,20 @@ func (c *connSpec) describe() string {
 	}
 	return c.shown
 }
+
+// user is the Redis user the connection authenticates as: "" for the
+// default user.
+func (c *connSpec) user() string {
+	if c.cluster != nil {
+		return c.cluster.Username
+	}
+	return c.single.Username
+}
+
+// usesTLS reports whether the connection uses TLS (rediss://).
+func (c *connSpec) usesTLS() bool {
+	if c.cluster != nil {
+		return c.cluster.TLSConfig != nil
+	}
+	return c.single.TLSConfig != nil
+}

@@ -76,4 +76,34 @@
 // 0: done. 1: the command could not be done (unknown circuit, Redis
 // unreachable, ...): one line on stderr. 2: bad usage (unknown command or
 // flag, missing argument, bad --for, -o or --state).
+//
+// # Errors
+//
+// A failed call to Redis is one line on stderr, exit code 1:
+//
+//	cbctl: ACTION: TARGET: CAUSE (DETAIL)
+//
+// ACTION is what was refused ("force-open circuit payments", "list
+// circuits", "watch"), TARGET the URL or cluster nodes with the password
+// replaced by xxxxx, CAUSE what went wrong in an operator's terms, and
+// DETAIL the short words of Redis or the network (a script's decoration
+// cut off). The causes:
+//
+//	NOPERM, a script's refused call  the Redis user "U" may not change (read, watch) circuits;
+//	                                 or may not use the keys of prefix "P" / the channel "P:events": is --prefix right?
+//	WRONGPASS                        authentication failed for user "U"
+//	NOAUTH                           authentication failed: the server requires a password and the URL gives none
+//	READONLY                         connected to a read-only replica: point --redis at the master, or use --cluster
+//	MASTERDOWN                       connected to a replica that lost its master and serves no data
+//	LOADING                          the server is still loading its data set into memory: try again in a moment
+//	CLUSTERDOWN, TRYAGAIN            the Redis Cluster is down / is moving this circuit's slot
+//	MOVED, ASK                       the server is a Redis Cluster node: connect with --cluster
+//	cluster support disabled         the server is not a Redis Cluster: connect with --redis
+//	OOM, BUSY, maxclients            out of memory / busy running a script / too many clients
+//	connection refused               nothing accepts connections there: is Redis running, is the port right?
+//	timeout                          no reply within --timeout D: is the address right, is the server up?
+//	EOF, reset; TLS errors           the server closed the connection; certificate not trusted (SSL_CERT_FILE), not a TLS port
+//	redisstore.ErrCorrupt            circuit N holds data that tripline did not write; cbctl reset rewrites it
+//
+// Any other Redis error reads "Redis answered with an error (DETAIL)".
 package main

@@ -102,6 +102,7 @@ func TestIntegrationSingleWithPassword(t *testing.T) {
 	assert.Equal(t, exitFailure, out.code)
 	assert.Len(t, lines(out.stderr), 1)
 	assert.Contains(t, out.stderr, "WRONGPASS")
+	assert.Contains(t, out.stderr, `: authentication failed for user "alice" (WRONGPASS `)
 	assert.NotContains(t, out.stderr, "s3cr3t")
 }
 
@@ -166,6 +167,19 @@ func TestIntegrationCluster(t *testing.T) {
 		assert.Equal(t, "setup", c.Override.Actor)
 	}
 	assert.Equal(t, want, names, "every circuit of every master, sorted")
+
+	// --redis at a node that does not hold the circuit: Redis answers
+	// MOVED, and cbctl says to use --cluster.
+	owner := cl.MasterForKey(store.Keys("svc-00")[0]).Addr()
+	other := cl.MasterAddrs()[0]
+	if other == owner {
+		other = cl.MasterAddrs()[1]
+	}
+	out = cbctl(t, nil, "reset", "svc-00", "--redis", "redis://"+other)
+	assert.Equal(t, exitFailure, out.code)
+	assert.Empty(t, out.stdout)
+	assert.True(t, strings.HasPrefix(out.stderr, "cbctl: reset circuit svc-00: redis://"+other+
+		": the server is a Redis Cluster node: connect with --cluster host:port,... (MOVED "), out.stderr)
 
 	for i := range 10 {
 		out := cbctl(t, nil, "reset", fmt.Sprintf("svc-%02d", i), "--cluster", nodes)
