@@ -80,7 +80,11 @@ func plural(n int, what string) string {
 // until ctx is done.
 func runAll(ctx context.Context, cfg *config, out io.Writer, tty bool) (*result, error) {
 	redisURL, backend := cfg.redisURL, "Redis at "+redact.URL(cfg.redisURL)
+	storeOpts := []redisstore.Option{redisstore.WithPrefix(cfg.prefix)}
 	if redisURL == "" {
+		// miniredis runs Lua in Go, one script at a time, far slower than
+		// Redis: the default 50ms call timeout is for a real server.
+		storeOpts = append(storeOpts, redisstore.WithCallTimeout(time.Second))
 		mr := miniredis.NewMiniRedis()
 		if err := mr.StartAddr("127.0.0.1:0"); err != nil {
 			return nil, fmt.Errorf("start embedded miniredis: %w", err)
@@ -104,7 +108,8 @@ func runAll(ctx context.Context, cfg *config, out io.Writer, tty bool) (*result,
 	// not one of the replicas.
 	obsClient := redis.NewClient(opts)
 	defer obsClient.Close()
-	observer := redisstore.New(obsClient, redisstore.WithPrefix(cfg.prefix))
+	observer := redisstore.New(obsClient, storeOpts...)
+	defer observer.Close()
 	if cfg.redisURL != "" {
 		// A real Redis may hold the circuit from an earlier run.
 		_, err := observer.Apply(ctx, cfg.circuit, breaker.Command{
@@ -149,7 +154,8 @@ func runAll(ctx context.Context, cfg *config, out io.Writer, tty bool) (*result,
 		name := fmt.Sprintf("replica-%d", i+1)
 		client := redis.NewClient(opts) // each replica its own client, as separate processes would
 		defer client.Close()
-		store := redisstore.New(client, redisstore.WithPrefix(cfg.prefix))
+		store := redisstore.New(client, storeOpts...)
+		defer store.Close() // before its client (defers run last in, first out)
 		r, err := newReplica(name, up.url(), store, cfg.breakerConfig, since, d.log, onMove)
 		if err != nil {
 			return nil, err
@@ -235,6 +241,7 @@ func runReplica(ctx context.Context, cfg *config, out io.Writer) error {
 	client := redis.NewClient(opts)
 	defer client.Close()
 	store := redisstore.New(client, redisstore.WithPrefix(cfg.prefix))
+	defer store.Close()
 	start := time.Now()
 	since := func() time.Duration { return time.Since(start) }
 	var mu sync.Mutex
@@ -263,5 +270,8 @@ func parseRedisURL(raw string) (*redis.Options, error) {
 		return nil, errors.New("--redis (or REDIS_URL) is not a valid redis:// or rediss:// URL " +
 			"(write special characters of the password as %XX)")
 	}
+	// The store's call timeout (50ms) bounds a round trip only if the
+	// client honours context deadlines.
+	opts.ContextTimeoutEnabled = true
 	return opts, nil
 }
