@@ -48,3 +48,10 @@ func (s *Store) ViewOf(name string) LocalView {
 	}
 	return LocalView{Known: true, Fresh: s.local() && s.fresh(v, s.now()), State: v.state, Gen: v.gen, Failures: v.failures}
 }
+
+// CircuitCount returns how many circuits the store holds views for.
+func (s *Store) CircuitCount() int {
+	n := 0
+	s.circuits.Range(func(any, any) bool { n++; return true })
+	return n
+}

@@ -91,8 +91,10 @@
 //     it. For one replica the count is exact. Window mode is unaffected
 //     (successes erase nothing).
 //
-// The view of a circuit is a few words, kept for every name the Store is
-// used with, for its life.
+// The view of a circuit is a few words. A Store keeps one for every name it
+// is used with until the view has learned nothing for 10 minutes (no call
+// reached Redis, no event came); such views are dropped in sweeps that run
+// as new names come, so a Store used with ever new names stays bounded.
 //
 // # Keys
 //
@@ -244,8 +246,11 @@ type Store struct {
 	now         func() time.Duration // local monotonic clock
 
 	// The local views (see view.go).
-	circuits sync.Map      // name -> *circuit
-	seq      atomic.Uint64 // orders what the views learn
+	circuits  sync.Map      // name -> *circuit
+	nCircuits atomic.Int64  // about how many: made since the last sweep plus those it kept
+	sweepAt   atomic.Int64  // the count that triggers the next sweep
+	sweeping  sync.Mutex    // one sweep at a time
+	seq       atomic.Uint64 // orders what the views learn
 	// epoch counts the subscription's ups and downs: odd while it is live.
 	// A view learned in another epoch is stale.
 	epoch      atomic.Uint64
@@ -388,6 +393,7 @@ func New(client redis.UniversalClient, opts ...Option) *Store {
 		now:         o.clock,
 		done:        make(chan struct{}),
 	}
+	s.sweepAt.Store(minSweep)
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
 	}

@@ -13,6 +13,7 @@ import (
 type circuit struct {
 	name string
 	keys circuitKeys
+	born time.Duration        // local time it was made
 	view atomic.Pointer[view] // nil until Redis or an event says something
 
 	// pending is the generation + 1 of a reset (a closed-state success in
@@ -95,11 +96,54 @@ func (s *Store) circuit(name string) *circuit {
 	if cv, ok := s.circuits.Load(name); ok {
 		return cv.(*circuit)
 	}
-	cv, loaded := s.circuits.LoadOrStore(name, &circuit{name: name, keys: keysFor(s.prefix, name)})
-	if !loaded && s.local() {
-		s.startOnce.Do(s.startSubscriber)
+	now := s.now()
+	cv, loaded := s.circuits.LoadOrStore(name, &circuit{name: name, keys: keysFor(s.prefix, name), born: now})
+	if !loaded {
+		if s.local() {
+			s.startOnce.Do(s.startSubscriber)
+		}
+		if s.nCircuits.Add(1) >= s.sweepAt.Load() {
+			s.sweep(now)
+		}
 	}
 	return cv.(*circuit)
+}
+
+// Circuits whose view has learned nothing for viewIdle are dropped, so a
+// Store used with ever new names (a circuit per host, per tenant) does not
+// grow without end. A sweep runs when the number of circuits has doubled
+// since the last one (and there are at least minSweep): its cost is spread
+// over the circuits made since. A circuit in use learns at least once per
+// staleness bound (its admissions ask Redis once the view is stale), so it
+// is not dropped; one that is dropped is made again at its next call, which
+// asks Redis.
+const (
+	viewIdle = 10 * time.Minute
+	minSweep = 1024
+)
+
+// sweep drops the circuits idle at local time now.
+func (s *Store) sweep(now time.Duration) {
+	if !s.sweeping.TryLock() {
+		return
+	}
+	defer s.sweeping.Unlock()
+	var kept int64
+	s.circuits.Range(func(k, cv any) bool {
+		c := cv.(*circuit)
+		last := c.born
+		if v := c.view.Load(); v != nil {
+			last = max(last, v.at)
+		}
+		if now-last >= viewIdle && c.pending.Load() == 0 && c.sending.Load() == 0 {
+			s.circuits.CompareAndDelete(k, cv)
+			return true
+		}
+		kept++
+		return true
+	})
+	s.nCircuits.Store(kept)
+	s.sweepAt.Store(max(2*kept, minSweep))
 }
 
 // fresh reports whether v may decide a call at local time now: learned
