@@ -23,16 +23,20 @@ import (
 // Failovers of a Redis Sentinel setup (issue 6), under load from the fault
 // fleet (fault_harness_test.go), whose replicas reach Redis through go-redis
 // failover clients (redis.NewUniversalClient with MasterName): a planned
-// SENTINEL FAILOVER, a master that a client keeps reaching after it was
-// demoted (READONLY), and a SIGKILL of the master with a trip that never
-// reached the replica.
+// SENTINEL FAILOVER (with and without min-replicas-to-write), a master that
+// a client keeps reaching after it was demoted (READONLY), and a SIGKILL of
+// the master with a trip that never reached the replica.
 //
 // Sentinel promotes a replica while the old master still runs (planned
 // failover) or after it died (SIGKILL). Either way the replica has only what
 // replication had sent it: writes the old master acknowledged later are
-// lost. In a planned failover that is what clients write between the
-// promotion and their switch to the new master (the old master is not
-// paused), so every test here sets mayLoseWrites.
+// lost. In a planned failover the old master is not paused: a failover
+// client keeps writing to it until it hears +switch-master from the one
+// Sentinel it follows (the failover's leader says so only when its
+// failover ends, after the other replicas were moved; the others as soon as
+// the promotion is announced) or until the old master is demoted, which
+// closes its connections. Here that is 1-2s of writes. So every test here
+// sets mayLoseWrites.
 
 // sentinelOptions are the options of a replica's failover client: one
 // retry and one dial attempt as faultOptions, with relaxedTimeout: these
@@ -67,8 +71,8 @@ func startSentinel(t *testing.T, replicas, sentinels int, opts ...redisserver.Op
 
 // sentinelFleet builds a fleet on s: the standard four replicas with
 // failover clients (each counting the commands that failed with READONLY
-// into ro), plus extra, with stores whose call timeout is relaxedTimeout.
-// The admin client is a failover client too.
+// or NOREPLICAS into rc), plus extra, with stores whose call timeout is
+// relaxedTimeout. The admin client is a failover client too.
 func sentinelFleet(t *testing.T, s *redisserver.Sentinel, rc *replyCounter, extra ...replicaSpec) *faultFleet {
 	t.Helper()
 	newClient := func() redis.UniversalClient {
