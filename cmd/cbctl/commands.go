@@ -278,36 +278,16 @@ func (a *app) getCmd(g *globalFlags) *cobra.Command {
 	return cmd
 }
 
-// find loads a circuit and says whether the store holds it. A store reads a
-// circuit it has no keys for as closed at generation 0 with nothing
-// counted; only for such a snapshot is the list of circuits consulted.
+// find loads a circuit and says whether Redis holds it (a missing circuit
+// reads as closed at generation 0, like one at rest): one script call, no
+// scan of the keyspace.
 func (s *session) find(ctx context.Context, name string) (breaker.Snapshot, bool, error) {
-	snap, err := s.store.Load(ctx, name)
+	snap, found, err := s.store.Find(ctx, name)
 	if err != nil {
 		return breaker.Snapshot{}, false, s.fail("load circuit "+shown(name), accessRead, err)
 	}
 	snap.Name = name
-	if !isBlank(snap) {
-		return snap, true, nil
-	}
-	all, err := s.store.List(ctx)
-	if err != nil {
-		return breaker.Snapshot{}, false, s.fail("list circuits", accessRead, err)
-	}
-	for _, c := range all {
-		if c.Name == name {
-			return snap, true, nil
-		}
-	}
-	return snap, false, nil
-}
-
-// isBlank reports whether snap is what a store returns for a circuit it
-// holds nothing for.
-func isBlank(snap breaker.Snapshot) bool {
-	return snap.State == breaker.StateClosed && snap.Generation == 0 && snap.Failures == 0 &&
-		snap.Successes == 0 && snap.Probes == 0 && snap.LastFailure.IsZero() &&
-		snap.OpenedAt.IsZero() && snap.RetryAt.IsZero() && snap.Override == nil
+	return snap, found, nil
 }
 
 // mutation is what open, close and reset share.

@@ -2,6 +2,7 @@ package redisstore_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -27,4 +28,28 @@ func TestMisconfiguredStoreRefusedByNew(t *testing.T) {
 
 	nilClient := redisstore.New(nil)
 	require.ErrorContains(t, nilClient.Err(), "client is nil")
+}
+
+// TestFind tells a missing circuit from one at rest, which Load reads alike.
+func TestFind(t *testing.T) {
+	ctx := t.Context()
+	f := newFakeRedis(t)
+	s := f.store(t, redisstore.WithStrict())
+	snap, found, err := s.Find(ctx, "c")
+	require.NoError(t, err)
+	assert.False(t, found, "never written")
+	assert.Equal(t, breaker.Snapshot{Name: "c"}, snap)
+
+	p := breaker.Policy{FailureThreshold: 3, Timeout: time.Second, SuccessThreshold: 1, HalfOpenMaxCalls: 1, ProbeTimeout: time.Second}
+	_, err = s.Record(ctx, "c", p, breaker.Outcome{Kind: breaker.OutcomeFailure})
+	require.NoError(t, err)
+	_, err = s.Record(ctx, "c", p, breaker.Outcome{Kind: breaker.OutcomeSuccess}) // at rest again
+	require.NoError(t, err)
+	snap, found, err = s.Find(ctx, "c")
+	require.NoError(t, err)
+	assert.True(t, found, "written, at rest")
+	loaded, err := s.Load(ctx, "c")
+	require.NoError(t, err)
+	assert.Equal(t, loaded, snap, "the same snapshot as Load")
+	assert.Zero(t, snap.Failures)
 }

@@ -99,17 +99,17 @@ func (s *Store) loadMany(ctx context.Context, names []string) ([]breaker.Snapsho
 	cancel()
 	out := make([]breaker.Snapshot, 0, len(names))
 	for i, name := range names {
-		v, err := cmds[i].Slice()
+		v, err := cmds[i].Result()
 		if redis.HasErrorPrefix(err, "NOSCRIPT") {
 			k := keysFor(s.prefix, name)
 			cctx, cancel := s.callCtx(ctx)
-			v, err = loadScript.Run(cctx, s.client, []string{k.hash, k.window, k.leases}, s.baseArgs(k, 0)...).Slice()
+			v, err = loadScript.Run(cctx, s.client, []string{k.hash, k.window, k.leases}, s.baseArgs(k, 0)...).Result()
 			cancel()
 		}
 		if err != nil {
 			return nil, s.failCall(ctx, "load", name, err)
 		}
-		snap, err := s.snapshot(name, v)
+		snap, _, err := s.snapshot(name, v)
 		if err != nil {
 			return nil, err
 		}

@@ -229,7 +229,7 @@ func FuzzScriptReply(f *testing.F) {
 		}
 		f, ok, big := modelFields(reply, 12)
 		switch {
-		case !ok || f[1] > 2 || f[9] > 2 || f[2] > math.MaxInt32 || f[3] > math.MaxInt32 || f[4] > math.MaxInt32:
+		case !ok || f[0] > 1 || f[1] > 2 || f[9] > 2 || f[2] > math.MaxInt32 || f[3] > math.MaxInt32 || f[4] > math.MaxInt32:
 			corrupt(err, "Load")
 			return
 		case err != nil && big:

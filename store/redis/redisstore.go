@@ -758,13 +758,22 @@ func (s *Store) result(op, name, v string) (breaker.Result, error) {
 // replica holds back for the circuit (see Record) is sent first, so Load
 // reads this replica's own outcomes.
 func (s *Store) Load(ctx context.Context, name string) (breaker.Snapshot, error) {
+	snap, _, err := s.Find(ctx, name)
+	return snap, err
+}
+
+// Find is Load that also reports whether Redis holds anything for the
+// circuit: a missing circuit (never written, or expired) and one at rest
+// read alike, closed and generation 0, and operators (cbctl get) tell them
+// apart. Same cost as Load: one read-only script call.
+func (s *Store) Find(ctx context.Context, name string) (snap breaker.Snapshot, found bool, err error) {
 	if err := s.check("load", name); err != nil {
-		return breaker.Snapshot{}, err
+		return breaker.Snapshot{}, false, err
 	}
 	if cv, ok := s.circuits.Load(name); ok {
 		if c := cv.(*circuit); c.pending.Load() != 0 {
 			if err := s.flush(ctx, []*circuit{c}); err != nil {
-				return breaker.Snapshot{}, err
+				return breaker.Snapshot{}, false, err
 			}
 		}
 	}
@@ -773,33 +782,34 @@ func (s *Store) Load(ctx context.Context, name string) (breaker.Snapshot, error)
 	raw, err := loadScript.Run(cctx, s.client, []string{k.hash, k.window, k.leases}, s.baseArgs(k, 0)...).Result()
 	cancel()
 	if err != nil {
-		return breaker.Snapshot{}, s.failCall(ctx, "load", name, err)
+		return breaker.Snapshot{}, false, s.failCall(ctx, "load", name, err)
 	}
 	return s.snapshot(name, raw)
 }
 
-// snapshot parses the reply of the load script.
-func (s *Store) snapshot(name string, raw any) (breaker.Snapshot, error) {
+// snapshot parses the reply of the load script, and whether the circuit
+// exists.
+func (s *Store) snapshot(name string, raw any) (breaker.Snapshot, bool, error) {
 	v, ok := raw.([]any)
 	if !ok || len(v) != 3 {
-		return breaker.Snapshot{}, s.badReply("load", name, fmt.Sprint(raw), errors.New("want an array of 3 elements"))
+		return breaker.Snapshot{}, false, s.badReply("load", name, fmt.Sprint(raw), errors.New("want an array of 3 elements"))
 	}
 	nums, ok0 := v[0].(string)
 	actor, ok1 := v[1].(string)
 	reason, ok2 := v[2].(string)
 	if !ok0 || !ok1 || !ok2 {
-		return breaker.Snapshot{}, s.badReply("load", name, fmt.Sprint(v), errors.New("want 3 strings"))
+		return breaker.Snapshot{}, false, s.badReply("load", name, fmt.Sprint(v), errors.New("want 3 strings"))
 	}
 	var f [12]int64
 	if err := parseReply(nums, f[:]); err != nil {
-		return breaker.Snapshot{}, s.badReply("load", name, nums, err)
+		return breaker.Snapshot{}, false, s.badReply("load", name, nums, err)
 	}
-	if f[1] > 2 || f[9] > 2 || f[2] > math.MaxInt32 || f[3] > math.MaxInt32 || f[4] > math.MaxInt32 {
-		return breaker.Snapshot{}, s.badReply("load", name, nums, errors.New("field out of range"))
+	if f[0] > 1 || f[1] > 2 || f[9] > 2 || f[2] > math.MaxInt32 || f[3] > math.MaxInt32 || f[4] > math.MaxInt32 {
+		return breaker.Snapshot{}, false, s.badReply("load", name, nums, errors.New("field out of range"))
 	}
 	snap := breaker.Snapshot{Name: name}
 	if f[0] == 0 {
-		return snap, nil
+		return snap, false, nil
 	}
 	snap.State = breaker.State(f[1])
 	snap.Failures, snap.Successes, snap.Probes = int(f[2]), int(f[3]), int(f[4])
@@ -814,7 +824,7 @@ func (s *Store) snapshot(name string, raw any) (breaker.Snapshot, error) {
 			Reason: reason,
 		}
 	}
-	return snap, nil
+	return snap, true, nil
 }
 
 func (s *Store) badReply(op, name, v string, err error) error {
