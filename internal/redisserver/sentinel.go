@@ -55,6 +55,9 @@ type Sentinel struct {
 // fails (never skips) when redis-server is missing or the setup does not
 // become healthy within the start timeout (default 30s).
 //
+// The short periods are set with SENTINEL DEBUG, which needs Redis 7.0 or
+// later; on older servers the test fails.
+//
 // Every server and Sentinel shares one [AdminUser] password: replicas use it
 // to reach their master, the Sentinels to reach the servers and each other.
 // Clients use the default user (no password), as on any [Server].
