@@ -1,8 +1,10 @@
-// Package redisserver starts real redis-server processes, single nodes and
-// Redis Clusters, for integration tests, and stops them again.
+// Package redisserver starts real redis-server processes, single nodes,
+// Redis Clusters and Sentinel setups (a master, its replicas and Sentinels,
+// run as `redis-server --sentinel`), for integration tests, and stops them
+// again.
 //
 // Nothing happens at import time: a server is started only when a test calls
-// [StartSingle] or [StartCluster], and the package carries no build tag so
+// [StartSingle], [StartCluster] or [StartSentinel], and the package carries no build tag so
 // that its unit tests run with plain `go test ./...`. The tests that start
 // processes live behind the `integration` build tag.
 //

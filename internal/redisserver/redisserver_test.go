@@ -26,6 +26,7 @@ func TestMissingBinaryFails(t *testing.T) {
 	}{
 		{"single", "redis-server not found on PATH", func(tb testing.TB) { StartSingle(tb) }},
 		{"cluster", "redis-server not found on PATH", func(tb testing.TB) { StartCluster(tb, 3, 0) }},
+		{"sentinel", "redis-server not found on PATH", func(tb testing.TB) { StartSentinel(tb, 1, 1) }},
 	} {
 		t.Run(start.name, func(t *testing.T) {
 			ft := runFake(t, start.fn)
@@ -52,6 +53,8 @@ func TestBadArgumentsFail(t *testing.T) {
 		{"stop timeout", "not positive", func(tb testing.TB) { StartSingle(tb, WithStopTimeout(-time.Second)) }},
 		{"node timeout", "below 1ms", func(tb testing.TB) { StartCluster(tb, 3, 0, WithClusterNodeTimeout(0)) }},
 		{"nil option", "nil Option", func(tb testing.TB) { StartSingle(tb, nil) }},
+		{"sentinel without replicas", "at least 1 replica", func(tb testing.TB) { StartSentinel(tb, 0, 1) }},
+		{"no sentinels", "at least 1 Sentinel", func(tb testing.TB) { StartSentinel(tb, 1, 0) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ft := runFake(t, tc.fn)
