@@ -80,11 +80,8 @@ func plural(n int, what string) string {
 // until ctx is done.
 func runAll(ctx context.Context, cfg *config, out io.Writer, tty bool) (*result, error) {
 	redisURL, backend := cfg.redisURL, "Redis at "+redact.URL(cfg.redisURL)
-	storeOpts := []redisstore.Option{redisstore.WithPrefix(cfg.prefix)}
+	storeOpts := demoStoreOptions(cfg)
 	if redisURL == "" {
-		// miniredis runs Lua in Go, one script at a time, far slower than
-		// Redis: the default 50ms call timeout is for a real server.
-		storeOpts = append(storeOpts, redisstore.WithCallTimeout(time.Second))
 		mr := miniredis.NewMiniRedis()
 		if err := mr.StartAddr("127.0.0.1:0"); err != nil {
 			return nil, fmt.Errorf("start embedded miniredis: %w", err)
@@ -240,7 +237,7 @@ func runReplica(ctx context.Context, cfg *config, out io.Writer) error {
 	}
 	client := redis.NewClient(opts)
 	defer client.Close()
-	store := redisstore.New(client, redisstore.WithPrefix(cfg.prefix))
+	store := redisstore.New(client, demoStoreOptions(cfg)...)
 	defer store.Close()
 	start := time.Now()
 	since := func() time.Duration { return time.Since(start) }
@@ -264,6 +261,16 @@ func runReplica(ctx context.Context, cfg *config, out io.Writer) error {
 
 // parseRedisURL parses --redis or REDIS_URL. Its error says nothing of the
 // URL: go-redis's would quote it, password and all.
+// demoStoreOptions are the options of every store of the demo. The call
+// timeout is 1s, not the default 50ms: the demo runs wherever it is
+// started, beside builds and tests on small machines, and the embedded
+// miniredis runs Lua in Go, one script at a time, far slower than Redis. A
+// first call that pays for a connection and a script load would otherwise
+// start the demo degraded; a Redis that is really gone still shows it.
+func demoStoreOptions(cfg *config) []redisstore.Option {
+	return []redisstore.Option{redisstore.WithPrefix(cfg.prefix), redisstore.WithCallTimeout(time.Second)}
+}
+
 func parseRedisURL(raw string) (*redis.Options, error) {
 	opts, err := redis.ParseURL(raw)
 	if err != nil {
