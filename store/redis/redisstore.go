@@ -317,11 +317,13 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l 
 // WithStrict makes every admission ask Redis, as if no replica kept a
 // local view: a closed-state admission costs a script call, and every
 // replica sees a transition at its very next call. Every outcome is sent
-// too, except a closed-state success whose admission's reply (or a later
-// one) found no consecutive failure counted, or in window mode, where
-// successes erase nothing: its reset would have had nothing to do at a
-// moment within the call, so it is not sent, and a healthy closed circuit
-// costs one script call per call. Without WithStrict, the store keeps a
+// too, except a closed-state success when the reply to the store's latest
+// request (the call's admission or one sent after it) counted no
+// consecutive failure, or in window mode, where successes erase nothing:
+// the success counts as of that reply, within the call, when its reset had
+// nothing to do, so it is not sent (a failure another replica counts while
+// the call runs is kept), and a healthy closed circuit costs one script
+// call per call. Without WithStrict, the store keeps a
 // local view of each circuit (see "Local views" in the package
 // documentation).
 // default: off (local views)

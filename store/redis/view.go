@@ -54,6 +54,9 @@ type view struct {
 	epoch uint64
 	// seq orders views: it is taken when the view is stored.
 	seq uint64
+	// asked is the order of the request whose reply the view comes from
+	// (0 for an event): strict stores order views by it (see learn).
+	asked uint64
 }
 
 // fact is what a reply says about a circuit.
@@ -229,12 +232,16 @@ func (s *Store) recordLocal(c *circuit, p breaker.Policy, o breaker.Outcome) (br
 }
 
 // strictNoop answers, in strict mode, a closed-state success that would
-// change nothing in Redis: the latest reply this Store has (the call's own
-// admission, or a request sent after it) said the circuit was closed at the
-// call's generation with no consecutive failure counted (or the circuit
-// counts in a window, where successes erase nothing). Its reset would have
-// had nothing to do at that moment, which lies within the call, so the
-// fleet's history is the same as if it had been sent then.
+// change nothing in Redis: the reply to the request this Store sent last
+// (the call's own admission, or a request sent after it: learn keeps views
+// in the order their requests were sent, and drops an older generation)
+// said the circuit was closed at the call's generation with no consecutive
+// failure counted (or the circuit counts in a window, where successes erase
+// nothing). Redis answered that request after the call began, so the
+// success takes effect as of that answer, within the call, and its reset
+// had nothing to do then: a failure counted later (by another replica,
+// while the call ran) is kept, as if the success had been sent and had
+// landed first.
 func strictNoop(v *view, p breaker.Policy, o breaker.Outcome) (breaker.Result, bool) {
 	if v.state != breaker.StateClosed || v.gen != o.Generation || (p.FailureWindow == 0 && v.failures) {
 		return breaker.Result{}, false
@@ -265,7 +272,7 @@ func (s *Store) beforeFailure(c *circuit, p breaker.Policy, o breaker.Outcome) b
 // lost and restarted at generation 0); an older reply that arrives late is
 // dropped.
 func (s *Store) learn(c *circuit, f fact, a asked) {
-	nv := &view{state: f.state, gen: f.gen, failures: f.failures, at: a.at, epoch: a.epoch}
+	nv := &view{state: f.state, gen: f.gen, failures: f.failures, at: a.at, epoch: a.epoch, asked: a.seq}
 	if f.unsure {
 		// Only state and generation are known: failures may be counted.
 		nv.epoch, nv.failures = 0, true
@@ -279,7 +286,16 @@ func (s *Store) learn(c *circuit, f fact, a asked) {
 	}
 	for {
 		old := c.view.Load()
-		if old != nil && f.gen <= old.gen && a.seq < old.seq {
+		// A strict store (no events) keeps the reply to the request sent
+		// last: strictNoop relies on the view coming from a request sent
+		// no earlier than the call's own admission. With local views, a
+		// reply to a request sent before the view was stored must not undo
+		// an event it may predate.
+		bound := old.seqOrZero()
+		if s.strict && old != nil {
+			bound = old.asked
+		}
+		if old != nil && f.gen <= old.gen && a.seq < bound {
 			return
 		}
 		nv.seq = s.seq.Add(1)
@@ -287,6 +303,13 @@ func (s *Store) learn(c *circuit, f fact, a asked) {
 			return
 		}
 	}
+}
+
+func (v *view) seqOrZero() uint64 {
+	if v == nil {
+		return 0
+	}
+	return v.seq
 }
 
 // hear stores what an event said, if it is newer than the view: events
