@@ -145,6 +145,10 @@ func (b *Breaker) record(ctx context.Context, t ticket, err error, panicked bool
 		}
 		return
 	}
+	if b.lastEpisode.Load() != nil {
+		// The store takes outcomes again: a later failure starts afresh.
+		b.lastEpisode.Store(nil)
+	}
 	b.notify(ctx, r.Transition, "outcome", false)
 }
 

@@ -80,7 +80,8 @@ type Config struct {
 	// StoreBackoffMax, so the Breaker uses the shared state again at most
 	// about StoreBackoffMax after the store recovers (if it has calls). An
 	// episode that starts less than StoreBackoffMax after the last one
-	// ended resumes it (its fallback and its backoff).
+	// ended, with no outcome recorded by the store in between, resumes it
+	// (its fallback and its backoff).
 	// default: 2s
 	StoreBackoffMax time.Duration
 	// Logger receives transitions and operator commands (Info), the start

@@ -18,8 +18,10 @@ type DegradedMode uint8
 const (
 	// FallbackLocal hands the circuit to an in-process breaker with the same
 	// Policy, private to the Breaker, until the store answers again. It
-	// starts closed with nothing counted; what it counted is dropped at the
-	// hand-back, when the shared state takes over again.
+	// starts closed with nothing counted; at the hand-back the shared state
+	// takes over again, and what the fallback counted is set aside for an
+	// episode that starts again soon (see "Store failures" in the package
+	// documentation).
 	FallbackLocal DegradedMode = iota
 	// FailOpen admits every call and counts nothing.
 	FailOpen
@@ -245,7 +247,9 @@ func (b *Breaker) handBack(ctx context.Context, ep *episode, state State, genera
 		return
 	}
 	ep.ended, ep.shared = b.now(), state
-	b.lastEpisode.Store(ep)
+	// Published once the switch back is reported, so that an episode that
+	// resumes this one reports its own switch after it.
+	defer b.lastEpisode.Store(ep)
 	calls := b.degradedCalls.Load() - ep.calls0
 	b.logger.LogAttrs(ctx, slog.LevelInfo, "tripline: store recovered",
 		slog.String("circuit", b.name),
@@ -304,11 +308,12 @@ func (b *Breaker) serveDegraded(ctx context.Context, ep *episode, cause error) (
 }
 
 // recordDegraded counts the outcome of a call admitted during an episode:
-// by the fallback that admitted it, if its episode is still the current
-// one. FailOpen counts nothing, and an outcome that comes after its
-// episode's hand-back is dropped with the rest of the fallback's counts.
+// by the fallback that admitted it, if that fallback is the current
+// episode's (its own episode, or one that resumed it). FailOpen counts
+// nothing, and an outcome that comes while the store decides, or in an
+// episode with another fallback, is dropped.
 func (b *Breaker) recordDegraded(ctx context.Context, ep *episode, o Outcome) {
-	if ep.fallback == nil || b.episode.Load() != ep {
+	if cur := b.episode.Load(); ep.fallback == nil || cur == nil || cur.fallback != ep.fallback {
 		return
 	}
 	r, err := ep.fallback.Record(ctx, b.name, b.policy, o)

@@ -645,3 +645,55 @@ func TestEpisodeResumesWhenWritesFail(t *testing.T) {
 	assert.Equal(t, breaker.StateClosed, s.State)
 	assert.Equal(t, 1, s.Failures)
 }
+
+// TestNoResumeAfterRecordedOutcomes: once the store has recorded outcomes
+// again after a hand-back, a store blip within StoreBackoffMax starts a new
+// episode with a new, closed fallback; the old tripped one stays set aside.
+func TestNoResumeAfterRecordedOutcomes(t *testing.T) {
+	b, fs, _, e := faultyBreaker(t, breaker.Config{FailureThreshold: 3, Timeout: time.Minute})
+	ctx := context.Background()
+	fs.down(true)
+	for range 3 {
+		_ = b.Do(ctx, (&counter{err: errBoom}).fn)
+	}
+	require.ErrorIs(t, b.Do(ctx, ok), breaker.ErrOpen, "fallback tripped")
+	fs.down(false)
+	e.clock.Advance(50 * time.Millisecond)
+	require.NoError(t, b.Do(ctx, ok), "probe hands back")
+	for range 20 {
+		require.NoError(t, b.Do(ctx, ok), "healthy via shared store")
+	}
+	e.clock.Advance(500 * time.Millisecond)
+	fs.set(func(s *faultyStore) { s.failAdmit = true }) // one blip
+	_ = b.Do(ctx, ok)
+	fs.down(false)
+	e.clock.Advance(10 * time.Millisecond)
+	err := b.Do(ctx, ok)
+	assert.NoError(t, err, "dependency healthy, 21 successes recorded since: not the old open fallback")
+	s := snapshot(t, b)
+	assert.True(t, s.Degraded)
+	assert.Equal(t, breaker.StateClosed, s.State)
+}
+
+// TestResumedEpisodeTakesEarlierOutcomes: a probe the fallback admitted in
+// one episode reports to it in the episode that resumed it, so its permit
+// does not stay held until ProbeTimeout.
+func TestResumedEpisodeTakesEarlierOutcomes(t *testing.T) {
+	b, fs, _, e := faultyBreaker(t, breaker.Config{FailureThreshold: 1, Timeout: time.Second, ProbeTimeout: 30 * time.Second})
+	ctx := context.Background()
+	fs.down(true)
+	_ = b.Do(ctx, (&counter{err: errBoom}).fn) // fallback opens
+	e.clock.Advance(2 * time.Second)           // store backoff passed too, but store still down
+	// The store's probe fails (down) and this call is served by the fallback, now half-open: a probe.
+	done, err := b.Allow(ctx)
+	require.NoError(t, err)
+	fs.down(false)
+	e.clock.Advance(2100 * time.Millisecond)
+	require.NoError(t, b.Do(ctx, ok), "store probe hands back")
+	fs.down(true)
+	_ = b.Do(ctx, ok) // resumed episode (within StoreBackoffMax)
+	done(nil)         // the fallback's probe succeeds, in the resumed episode
+	e.clock.Advance(10 * time.Millisecond)
+	err = b.Do(ctx, ok)
+	assert.NoError(t, err, "the probe succeeded and closed the fallback")
+}

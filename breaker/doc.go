@@ -97,11 +97,11 @@
 // next calls, and what the fallback counted is set aside. If the fallback's
 // state differs from the store's at that moment, the change is reported
 // (OnStateChange, and a log with cause "store recovered"). An episode that
-// starts less than StoreBackoffMax after the last one ended resumes it: its
-// fallback goes on with what it counted (a change from the shared state is
-// reported with cause "store unavailable"), and the wait before the next
-// probe goes on doubling. A later episode starts with a new, closed
-// fallback. This is for a store that answers the probe but fails again at
+// starts less than StoreBackoffMax after the last one ended, with no
+// outcome recorded by the store in between, resumes it: its fallback goes
+// on with what it counted (a change from the shared state is reported with
+// cause "store unavailable"), and the wait before the next probe goes on
+// doubling. Any other episode starts with a new, closed fallback. This is for a store that answers the probe but fails again at
 // once: one that flaps, or Redis at maxmemory with noeviction, which
 // answers reads (a closed-state admission writes nothing) and refuses
 // writes. Without it each short episode would start with nothing counted,
@@ -111,7 +111,8 @@
 // An outcome is never recorded to the wrong store: it goes to the store
 // that admitted its call, the shared store or the fallback of the episode
 // still going on; the outcome of a call the fallback admitted is dropped if
-// its episode has ended. The outcome of a call the shared store admitted
+// its episode has ended (unless an episode that resumed it is going on).
+// The outcome of a call the shared store admitted
 // but failed to record is counted by the current episode's fallback, if
 // that is closed.
 //
