@@ -112,7 +112,8 @@ func (s *Store) circuit(name string) *circuit {
 	return cv.(*circuit)
 }
 
-// Circuits whose view has learned nothing for viewIdle are dropped, so a
+// Circuits whose view has learned nothing for viewIdle (or twice the
+// staleness bound, if that is longer) are dropped, so a
 // Store used with ever new names (a circuit per host, per tenant) does not
 // grow without end. A sweep runs when the number of circuits has doubled
 // since the last one (and there are at least minSweep): its cost is spread
@@ -138,8 +139,13 @@ func (s *Store) sweep(now time.Duration) {
 		if v := c.view.Load(); v != nil {
 			last = max(last, v.at)
 		}
-		if now-last >= viewIdle && c.pending.Load() == 0 && c.sending.Load() == 0 {
+		if now-last >= max(viewIdle, 2*s.maxStale) && c.pending.Load() == 0 && c.sending.Load() == 0 {
 			s.circuits.CompareAndDelete(k, cv)
+			if c.pending.Load() != 0 || c.sending.Load() != 0 {
+				// A caller that held the circuit queued a reset meanwhile:
+				// keep it, unless its next call already made another.
+				s.circuits.LoadOrStore(k, cv)
+			}
 			return true
 		}
 		kept++
