@@ -26,6 +26,7 @@ type Breaker struct {
 	degradedCalls atomic.Uint64
 	episode       atomic.Pointer[episode] // nil while the store answers
 	lastEpisode   atomic.Pointer[episode] // the last one that ended, to resume (see startEpisode)
+	recorded      atomic.Bool             // the store recorded an outcome since lastEpisode ended
 }
 
 // New returns a Breaker for the circuit called name. It returns an error,
@@ -145,9 +146,9 @@ func (b *Breaker) record(ctx context.Context, t ticket, err error, panicked bool
 		}
 		return
 	}
-	if b.lastEpisode.Load() != nil {
+	if !b.recorded.Load() {
 		// The store takes outcomes again: a later failure starts afresh.
-		b.lastEpisode.Store(nil)
+		b.recorded.Store(true)
 	}
 	b.notify(ctx, r.Transition, "outcome", false)
 }

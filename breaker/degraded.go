@@ -170,13 +170,14 @@ func (b *Breaker) storeFailed(ctx context.Context, op string, err error) (*episo
 // startEpisode returns the current episode, starting one (and logging it)
 // if there is none.
 //
-// An episode that starts less than StoreBackoffMax after the last one ended
-// resumes it: its fallback goes on with what it counted, and the backoff
-// goes on doubling. A store that answers the probe (a read) but fails the
-// next write (Redis at maxmemory with noeviction refuses writes, not reads)
-// or one that flaps would otherwise end each episode after 50ms with a new,
-// closed fallback, and a dependency that fails all along would see about
-// FailureThreshold calls per 50ms instead of a probe per Timeout.
+// An episode that starts less than StoreBackoffMax after the last one
+// ended, with no outcome recorded by the store since, resumes it: its
+// fallback goes on with what it counted, and the backoff goes on doubling.
+// A store that answers the probe (a read) but fails the next write (Redis
+// at maxmemory with noeviction refuses writes, not reads) or one that flaps
+// would otherwise end each episode after 50ms with a new, closed fallback,
+// and a dependency that fails all along would see about FailureThreshold
+// calls per 50ms instead of a probe per Timeout.
 func (b *Breaker) startEpisode(ctx context.Context, op string, err error) *episode {
 	for {
 		if ep := b.episode.Load(); ep != nil {
@@ -186,7 +187,7 @@ func (b *Breaker) startEpisode(ctx context.Context, op string, err error) *episo
 		ep := &episode{started: now, calls0: b.degradedCalls.Load(), lastErr: err}
 		ep.backoff = min(storeBackoffStart, b.backoffMax)
 		last := b.lastEpisode.Load()
-		resumed := last != nil && now.Sub(last.ended) < b.backoffMax
+		resumed := last != nil && !b.recorded.Load() && now.Sub(last.ended) < b.backoffMax
 		if resumed {
 			ep.fallback = last.fallback
 			ep.backoff = min(2*last.backoff, b.backoffMax)
@@ -239,17 +240,18 @@ func (b *Breaker) probeFailed(ctx context.Context, ep *episode, op string, err e
 
 // handBack ends ep after a probe's store call succeeded: the shared state,
 // which the probe found in state, takes over again, and the fallback with
-// what it counted is set aside (an episode that starts within
-// StoreBackoffMax resumes it, see startEpisode). If the fallback's state differs from the
-// shared one, that change is reported as a transition.
+// what it counted is set aside (an episode that starts soon may resume it,
+// see startEpisode). If the fallback's state differs from the shared one,
+// that change is reported as a transition.
 func (b *Breaker) handBack(ctx context.Context, ep *episode, state State, generation uint64) {
+	// Cleared first: an outcome the store records from here on, even
+	// before ep is kept below, prevents the resumption.
+	b.recorded.Store(false)
 	if !b.episode.CompareAndSwap(ep, nil) {
 		return
 	}
 	ep.ended, ep.shared = b.now(), state
-	// Published once the switch back is reported, so that an episode that
-	// resumes this one reports its own switch after it.
-	defer b.lastEpisode.Store(ep)
+	b.lastEpisode.Store(ep)
 	calls := b.degradedCalls.Load() - ep.calls0
 	b.logger.LogAttrs(ctx, slog.LevelInfo, "tripline: store recovered",
 		slog.String("circuit", b.name),

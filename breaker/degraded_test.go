@@ -697,3 +697,50 @@ func TestResumedEpisodeTakesEarlierOutcomes(t *testing.T) {
 	err = b.Do(ctx, ok)
 	assert.NoError(t, err, "the probe succeeded and closed the fallback")
 }
+
+// TestNoResumeAfterOutcomesDuringHandBack: outcomes the store records while
+// the hand-back is still reporting its switch (OnStateChange runs on the
+// probing call) also prevent the next episode from resuming the old
+// fallback.
+func TestNoResumeAfterOutcomesDuringHandBack(t *testing.T) {
+	ctx := context.Background()
+	entered, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	hook := func(_ string, from, to breaker.State) {
+		if from == breaker.StateOpen && to == breaker.StateClosed {
+			once.Do(func() { close(entered); <-release })
+		}
+	}
+	b, fs, _, e := faultyBreaker(t, breaker.Config{FailureThreshold: 3, Timeout: time.Minute, OnStateChange: hook})
+	fs.down(true)
+	for range 3 {
+		require.Same(t, errBoom, b.Do(ctx, failing))
+	}
+	require.ErrorIs(t, b.Do(ctx, ok), breaker.ErrOpen, "the fallback tripped")
+
+	fs.down(false)
+	e.clock.Advance(firstBackoff)
+	type admitted struct {
+		done func(error)
+		err  error
+	}
+	probe := make(chan admitted)
+	go func() { done, err := b.Allow(ctx); probe <- admitted{done, err} }() // hands back; its hook blocks
+	<-entered
+	for range 20 {
+		require.NoError(t, b.Do(ctx, ok), "decided and recorded by the shared store")
+	}
+	close(release)
+	p := <-probe
+	require.NoError(t, p.err)
+	defer p.done(nil) // the probe's own outcome comes last
+
+	fs.set(func(s *faultyStore) { s.failAdmit = true }) // one blip
+	_ = b.Do(ctx, ok)
+	fs.down(false)
+	e.clock.Advance(10 * time.Millisecond)
+	require.NoError(t, b.Do(ctx, ok), "a new, closed fallback: not the old open one")
+	s := snapshot(t, b)
+	assert.True(t, s.Degraded)
+	assert.Equal(t, breaker.StateClosed, s.State)
+}

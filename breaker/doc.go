@@ -101,12 +101,15 @@
 // outcome recorded by the store in between, resumes it: its fallback goes
 // on with what it counted (a change from the shared state is reported with
 // cause "store unavailable"), and the wait before the next probe goes on
-// doubling. Any other episode starts with a new, closed fallback. This is for a store that answers the probe but fails again at
-// once: one that flaps, or Redis at maxmemory with noeviction, which
-// answers reads (a closed-state admission writes nothing) and refuses
-// writes. Without it each short episode would start with nothing counted,
-// and a dependency failing all along would get about FailureThreshold calls
-// per probe interval instead of a trip.
+// doubling. Any other episode starts with a new, closed fallback. ("Recorded"
+// means the store accepted an outcome; a store may accept a closed-state
+// success without writing, as redisstore's local views do, so one success
+// of the dependency ends the resumption too.) This is for a store that
+// answers the probe but fails again at once: one that flaps, or Redis at
+// maxmemory with noeviction, which answers reads (a closed-state admission
+// writes nothing) and refuses writes. Without it each short episode would
+// start with nothing counted, and a dependency failing all along would get
+// about FailureThreshold calls per probe interval instead of a trip.
 //
 // An outcome is never recorded to the wrong store: it goes to the store
 // that admitted its call, the shared store or the fallback of the episode

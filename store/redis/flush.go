@@ -22,6 +22,9 @@ func (s *Store) queueReset(c *circuit, p breaker.Policy, gen uint64) {
 	if c.pending.Swap(gen+1) != 0 {
 		return // already queued
 	}
+	// A sweep may have dropped c while its caller held it: put it back, so
+	// that the circuit's next failure finds this reset ("reset first").
+	s.circuits.LoadOrStore(c.name, c)
 	s.flushMu.Lock()
 	defer s.flushMu.Unlock()
 	s.dirty = append(s.dirty, c)

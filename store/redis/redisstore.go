@@ -92,9 +92,10 @@
 //     (successes erase nothing).
 //
 // The view of a circuit is a few words. A Store keeps one for every name it
-// is used with until the view has learned nothing for 10 minutes (no call
-// reached Redis, no event came); such views are dropped in sweeps that run
-// as new names come, so a Store used with ever new names stays bounded.
+// is used with until the view has learned nothing (no call reached Redis,
+// no event came) for 10 minutes, or twice WithMaxStaleness if that is
+// longer; such views are dropped in sweeps that run as new names come, so a
+// Store used with ever new names stays bounded.
 //
 // # Keys
 //

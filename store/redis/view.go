@@ -143,7 +143,7 @@ func (s *Store) sweep(now time.Duration) {
 			s.circuits.CompareAndDelete(k, cv)
 			if c.pending.Load() != 0 || c.sending.Load() != 0 {
 				// A caller that held the circuit queued a reset meanwhile:
-				// keep it, unless its next call already made another.
+				// keep it (queueReset puts it back too, if it comes later).
 				s.circuits.LoadOrStore(k, cv)
 			}
 			return true
@@ -297,25 +297,20 @@ func (s *Store) learn(c *circuit, f fact, a asked) {
 		// no earlier than the call's own admission. With local views, a
 		// reply to a request sent before the view was stored must not undo
 		// an event it may predate.
-		bound := old.seqOrZero()
-		if s.strict && old != nil {
-			bound = old.asked
-		}
-		if old != nil && f.gen <= old.gen && a.seq < bound {
-			return
+		if old != nil && f.gen <= old.gen {
+			bound := old.seq
+			if s.strict {
+				bound = old.asked
+			}
+			if a.seq < bound {
+				return
+			}
 		}
 		nv.seq = s.seq.Add(1)
 		if c.view.CompareAndSwap(old, nv) {
 			return
 		}
 	}
-}
-
-func (v *view) seqOrZero() uint64 {
-	if v == nil {
-		return 0
-	}
-	return v.seq
 }
 
 // hear stores what an event said, if it is newer than the view: events
