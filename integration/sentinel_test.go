@@ -331,24 +331,17 @@ func TestSentinelPlannedFailoverMinReplicas(t *testing.T) {
 func TestSentinelReadOnly(t *testing.T) {
 	var ro, pinnedRO replyCounter
 	var target atomic.Pointer[string] // where the fixed address leads
+	s := startSentinel(t, 1, 1)
 	pinned := func() redis.UniversalClient {
-		c := redis.NewClient(&redis.Options{
-			Addr: "redis-master.internal:6379", // never dialled: Dialer resolves it
-			Dialer: func(ctx context.Context, network, _ string) (net.Conn, error) {
-				d := net.Dialer{Timeout: relaxedTimeout}
-				return d.DialContext(ctx, network, *target.Load())
-			},
-			ContextTimeoutEnabled: true,
-			DialTimeout:           relaxedTimeout,
-			ReadTimeout:           relaxedTimeout,
-			WriteTimeout:          relaxedTimeout,
-			PoolTimeout:           relaxedTimeout,
-			DialerRetries:         1,
-			MaxRetries:            1,
-			MinRetryBackoff:       time.Millisecond,
-			MaxRetryBackoff:       4 * time.Millisecond,
-			PoolSize:              8,
-		})
+		// The failover clients' settings, on a plain client whose one
+		// address leads wherever target says.
+		o := sentinelOptions(s).Simple()
+		o.Addr = "redis-master.internal:6379" // never dialled: Dialer resolves it
+		o.Dialer = func(ctx context.Context, network, _ string) (net.Conn, error) {
+			d := net.Dialer{Timeout: relaxedTimeout}
+			return d.DialContext(ctx, network, *target.Load())
+		}
+		c := redis.NewClient(o)
 		c.AddHook(&pinnedRO)
 		return c
 	}
@@ -356,7 +349,6 @@ func TestSentinelReadOnly(t *testing.T) {
 		{mode: breaker.FallbackLocal, group: "pinned", client: pinned},
 		{mode: breaker.FailClosed, group: "pinned", client: pinned},
 	}
-	s := startSentinel(t, 1, 1)
 	old := s.MasterAddr()
 	target.Store(&old)
 	f := sentinelFleet(t, s, &ro, extra...)
