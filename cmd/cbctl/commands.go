@@ -300,7 +300,7 @@ type mutation struct {
 
 func (a *app) mutationFlags(fs *pflag.FlagSet, m *mutation, withTTL bool) {
 	if withTTL {
-		fs.DurationVar(&m.ttl, "for", 0, "how long the override holds, e.g. 10m (default: until reset)")
+		fs.DurationVar(&m.ttl, "for", 0, "how long the override holds, e.g. 10m (default: until reset; without an end it may lapse once no replica has called the circuit for half the store's idle TTL, 12h by default)")
 	}
 	fs.StringVar(&m.reason, "reason", "", "why: kept with the override, shown by get and list")
 	fs.StringVar(&m.actor, "actor", "", "who gives the command (default: the OS user, "+a.osUser()+")")
