@@ -3,10 +3,9 @@ package redisstore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 
 	"github.com/tripline/tripline/breaker"
 )
@@ -115,33 +114,19 @@ func (s *Store) flush(ctx context.Context, list []*circuit) error {
 		args[i] = s.recordArgs(it.c, *it.c.resetPolicy.Load(), o, false)
 	}
 	at := s.mark()
-	cctx, cancel := s.callCtx(ctx)
-	defer cancel()
-	replies := make([]string, len(batch))
-	errs := make([]error, len(batch))
-	if len(batch) == 1 {
-		replies[0], errs[0] = recordScript.Run(cctx, s.client, keys[0], args[0]...).Text()
-	} else {
-		pipe := s.client.Pipeline()
-		cmds := make([]*redis.Cmd, len(batch))
-		for i := range batch {
-			cmds[i] = pipe.EvalSha(cctx, recordScript.Hash(), keys[i], args[i]...)
-		}
-		_, _ = pipe.Exec(cctx) // each command carries its own error
-		for i := range batch {
-			replies[i], errs[i] = cmds[i].Text()
-			if redis.HasErrorPrefix(errs[i], "NOSCRIPT") {
-				replies[i], errs[i] = recordScript.Run(cctx, s.client, keys[i], args[i]...).Text()
-			}
-		}
-	}
+	replies, errs := s.evalMany(ctx, recordScript, keys, args)
 	for i, it := range batch {
 		if errs[i] != nil {
 			errs[i] = s.failCall(ctx, "reset", it.c.name, errs[i])
 			it.c.ownFailure.Store(true) // the next success tries again
 			continue
 		}
-		_, f, err := s.recordReply(it.c.name, replies[i])
+		text, ok := replies[i].(string)
+		if !ok {
+			errs[i] = s.badReply("reset", it.c.name, fmt.Sprint(replies[i]), errors.New("want a string"))
+			continue
+		}
+		_, f, err := s.recordReply(it.c.name, text)
 		if err != nil {
 			errs[i] = err
 			continue

@@ -32,6 +32,9 @@ func keysFor(prefix, name string) circuitKeys {
 // memo is the key that remembers the reply of the call with this id.
 func (k circuitKeys) memo(callID string) string { return k.hash + ":r:" + callID }
 
+// state is the KEYS of the load script: the keys that hold the circuit.
+func (k circuitKeys) state() []string { return []string{k.hash, k.window, k.leases} }
+
 // list is the KEYS of a write script: state, window, leases, and the memo
 // of the call with this id.
 func (k circuitKeys) list(callID string) []string {

@@ -84,36 +84,57 @@ func (s *Store) List(ctx context.Context) ([]breaker.Snapshot, error) {
 	return out, nil
 }
 
-// loadMany loads circuits in one pipeline of EVALSHA; a circuit whose
-// script the server lost (NOSCRIPT: restart, failover, SCRIPT FLUSH) is
-// loaded again with Script.Run, which sends the script.
+// loadMany loads circuits in one pipeline (see evalMany).
 func (s *Store) loadMany(ctx context.Context, names []string) ([]breaker.Snapshot, error) {
-	pipe := s.client.Pipeline()
-	cmds := make([]*redis.Cmd, len(names))
-	cctx, cancel := s.callCtx(ctx)
+	keys := make([][]string, len(names))
+	args := make([][]any, len(names))
 	for i, name := range names {
 		k := keysFor(s.prefix, name)
-		cmds[i] = pipe.EvalSha(cctx, loadScript.Hash(), []string{k.hash, k.window, k.leases}, s.baseArgs(k, 0)...)
+		keys[i], args[i] = k.state(), s.baseArgs(k, 0)
 	}
-	_, _ = pipe.Exec(cctx) // each command carries its own error
-	cancel()
+	replies, errs := s.evalMany(ctx, loadScript, keys, args)
 	out := make([]breaker.Snapshot, 0, len(names))
 	for i, name := range names {
-		v, err := cmds[i].Result()
-		if redis.HasErrorPrefix(err, "NOSCRIPT") {
-			k := keysFor(s.prefix, name)
-			cctx, cancel := s.callCtx(ctx)
-			v, err = loadScript.Run(cctx, s.client, []string{k.hash, k.window, k.leases}, s.baseArgs(k, 0)...).Result()
-			cancel()
+		if errs[i] != nil {
+			return nil, s.failCall(ctx, "load", name, errs[i])
 		}
-		if err != nil {
-			return nil, s.failCall(ctx, "load", name, err)
-		}
-		snap, _, err := s.snapshot(name, v)
+		snap, _, err := s.snapshot(name, replies[i])
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, snap)
 	}
 	return out, nil
+}
+
+// evalMany runs script once per keys[i], args[i], in one pipeline of
+// EVALSHA (a single call without one), bounded by the call timeout. A call
+// whose script the server lost (NOSCRIPT: restart, failover, SCRIPT FLUSH)
+// runs again with Script.Run, which sends the script, under a call timeout
+// of its own. Each call has its own
+// reply or error, as go-redis gives it (see failCall).
+func (s *Store) evalMany(ctx context.Context, script *redis.Script, keys [][]string, args [][]any) ([]any, []error) {
+	cctx, cancel := s.callCtx(ctx)
+	defer cancel()
+	replies := make([]any, len(keys))
+	errs := make([]error, len(keys))
+	if len(keys) == 1 {
+		replies[0], errs[0] = script.Run(cctx, s.client, keys[0], args[0]...).Result()
+		return replies, errs
+	}
+	pipe := s.client.Pipeline()
+	cmds := make([]*redis.Cmd, len(keys))
+	for i := range keys {
+		cmds[i] = pipe.EvalSha(cctx, script.Hash(), keys[i], args[i]...)
+	}
+	_, _ = pipe.Exec(cctx) // each command carries its own error
+	for i, cmd := range cmds {
+		replies[i], errs[i] = cmd.Result()
+		if redis.HasErrorPrefix(errs[i], "NOSCRIPT") {
+			rctx, rcancel := s.callCtx(ctx) // a round trip of its own
+			replies[i], errs[i] = script.Run(rctx, s.client, keys[i], args[i]...).Result()
+			rcancel()
+		}
+	}
+	return replies, errs
 }

@@ -471,8 +471,7 @@ func (s *Store) Prefix() string { return s.prefix }
 // failure window and its probe leases (the last two may not exist). For
 // operators and tests; the layout is described in the package source.
 func (s *Store) Keys(name string) []string {
-	k := keysFor(s.prefix, name)
-	return []string{k.hash, k.window, k.leases}
+	return keysFor(s.prefix, name).state()
 }
 
 // callID returns an id unique to one store call, across replicas.
@@ -561,6 +560,32 @@ func (s *Store) callCtx(ctx context.Context) (context.Context, context.CancelFun
 	return context.WithTimeout(ctx, s.callTimeout)
 }
 
+// run runs one script call, bounded by the call timeout; an error names op
+// and the circuit (see failCall).
+func (s *Store) run(ctx context.Context, op, name string, script *redis.Script, keys []string, args []any) (any, error) {
+	cctx, cancel := s.callCtx(ctx)
+	defer cancel()
+	v, err := script.Run(cctx, s.client, keys, args...).Result()
+	if err != nil {
+		return nil, s.failCall(ctx, op, name, err)
+	}
+	return v, nil
+}
+
+// runText is run for the scripts whose reply is one line of numbers; any
+// other reply is malformed (ErrCorrupt).
+func (s *Store) runText(ctx context.Context, op, name string, script *redis.Script, keys []string, args []any) (string, error) {
+	v, err := s.run(ctx, op, name, script, keys, args)
+	if err != nil {
+		return "", err
+	}
+	text, ok := v.(string)
+	if !ok {
+		return "", s.badReply(op, name, fmt.Sprint(v), errors.New("want a string"))
+	}
+	return text, nil
+}
+
 // failCall wraps the error of a round trip made under callCtx(ctx): one
 // that ran out of the call timeout (and not of the caller's ctx) says so.
 func (s *Store) failCall(ctx context.Context, op, name string, err error) error {
@@ -594,11 +619,9 @@ func (s *Store) Admit(ctx context.Context, name string, p breaker.Policy) (break
 func (s *Store) admitRemote(ctx context.Context, c *circuit, p breaker.Policy) (breaker.Admission, error) {
 	args := appendPolicy(s.baseArgs(c.keys, 6), p)
 	at := s.mark()
-	cctx, cancel := s.callCtx(ctx)
-	v, err := admitScript.Run(cctx, s.client, c.keys.list(s.callID()), args...).Text()
-	cancel()
+	v, err := s.runText(ctx, "admit", c.name, admitScript, c.keys.list(s.callID()), args)
 	if err != nil {
-		return breaker.Admission{}, s.failCall(ctx, "admit", c.name, err)
+		return breaker.Admission{}, err
 	}
 	var f [10]int64
 	if err := parseReply(v, f[:]); err != nil {
@@ -660,11 +683,9 @@ func (s *Store) recordArgs(c *circuit, p breaker.Policy, o breaker.Outcome, rese
 func (s *Store) recordRemote(ctx context.Context, c *circuit, p breaker.Policy, o breaker.Outcome, resetFirst bool) (breaker.Result, error) {
 	args := s.recordArgs(c, p, o, resetFirst)
 	at := s.mark()
-	cctx, cancel := s.callCtx(ctx)
-	v, err := recordScript.Run(cctx, s.client, c.keys.list(s.callID()), args...).Text()
-	cancel()
+	v, err := s.runText(ctx, "record", c.name, recordScript, c.keys.list(s.callID()), args)
 	if err != nil {
-		return breaker.Result{}, s.failCall(ctx, "record", c.name, err)
+		return breaker.Result{}, err
 	}
 	r, k, err := s.recordReply(c.name, v)
 	if err != nil {
@@ -720,11 +741,9 @@ func (s *Store) Apply(ctx context.Context, name string, c breaker.Command) (brea
 	k := s.keys(name)
 	args := append(s.baseArgs(k, 5), int(c.Kind), us(c.TTL), ifExists, c.Actor, c.Reason)
 	at := s.mark()
-	cctx, cancel := s.callCtx(ctx)
-	v, err := applyScript.Run(cctx, s.client, k.list(s.callID()), args...).Text()
-	cancel()
+	v, err := s.runText(ctx, "apply", name, applyScript, k.list(s.callID()), args)
 	if err != nil {
-		return breaker.Result{}, s.failCall(ctx, "apply", name, err)
+		return breaker.Result{}, err
 	}
 	r, err := s.result("apply", name, v)
 	if err != nil {
@@ -781,11 +800,9 @@ func (s *Store) Find(ctx context.Context, name string) (snap breaker.Snapshot, f
 		}
 	}
 	k := s.keys(name)
-	cctx, cancel := s.callCtx(ctx)
-	raw, err := loadScript.Run(cctx, s.client, []string{k.hash, k.window, k.leases}, s.baseArgs(k, 0)...).Result()
-	cancel()
+	raw, err := s.run(ctx, "load", name, loadScript, k.state(), s.baseArgs(k, 0))
 	if err != nil {
-		return breaker.Snapshot{}, false, s.failCall(ctx, "load", name, err)
+		return breaker.Snapshot{}, false, err
 	}
 	return s.snapshot(name, raw)
 }
