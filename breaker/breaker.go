@@ -25,8 +25,9 @@ type Breaker struct {
 	storeErrors   atomic.Uint64
 	degradedCalls atomic.Uint64
 	episode       atomic.Pointer[episode] // nil while the store answers
-	lastEpisode   atomic.Pointer[episode] // the last one that ended, to resume (see startEpisode)
-	recorded      atomic.Bool             // the store recorded an outcome since lastEpisode ended
+	// lastEpisode is the last episode that ended, while the store has
+	// recorded no outcome since: the next one may resume it (startEpisode).
+	lastEpisode atomic.Pointer[episode]
 }
 
 // New returns a Breaker for the circuit called name. It returns an error,
@@ -146,9 +147,10 @@ func (b *Breaker) record(ctx context.Context, t ticket, err error, panicked bool
 		}
 		return
 	}
-	if !b.recorded.Load() {
-		// The store takes outcomes again: a later failure starts afresh.
-		b.recorded.Store(true)
+	if b.lastEpisode.Load() != nil {
+		// The store takes outcomes again: a later failure starts afresh
+		// (and the old fallback can go).
+		b.lastEpisode.Store(nil)
 	}
 	b.notify(ctx, r.Transition, "outcome", false)
 }

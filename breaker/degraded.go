@@ -187,7 +187,7 @@ func (b *Breaker) startEpisode(ctx context.Context, op string, err error) *episo
 		ep := &episode{started: now, calls0: b.degradedCalls.Load(), lastErr: err}
 		ep.backoff = min(storeBackoffStart, b.backoffMax)
 		last := b.lastEpisode.Load()
-		resumed := last != nil && !b.recorded.Load() && now.Sub(last.ended) < b.backoffMax
+		resumed := last != nil && now.Sub(last.ended) < b.backoffMax
 		if resumed {
 			ep.fallback = last.fallback
 			ep.backoff = min(2*last.backoff, b.backoffMax)
@@ -244,14 +244,14 @@ func (b *Breaker) probeFailed(ctx context.Context, ep *episode, op string, err e
 // see startEpisode). If the fallback's state differs from the shared one,
 // that change is reported as a transition.
 func (b *Breaker) handBack(ctx context.Context, ep *episode, state State, generation uint64) {
-	// Cleared first: an outcome the store records from here on, even
-	// before ep is kept below, prevents the resumption.
-	b.recorded.Store(false)
+	// Kept before the episode ends, so that any outcome the store records
+	// once calls go to it again clears it (see record). Only the caller
+	// probing ep gets here, so ep is still the current episode.
+	ep.ended, ep.shared = b.now(), state
+	b.lastEpisode.Store(ep)
 	if !b.episode.CompareAndSwap(ep, nil) {
 		return
 	}
-	ep.ended, ep.shared = b.now(), state
-	b.lastEpisode.Store(ep)
 	calls := b.degradedCalls.Load() - ep.calls0
 	b.logger.LogAttrs(ctx, slog.LevelInfo, "tripline: store recovered",
 		slog.String("circuit", b.name),
