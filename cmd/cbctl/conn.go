@@ -20,8 +20,6 @@ type connSpec struct {
 	secrets []string              // strings that must never be printed
 }
 
-// redacted is what a password is replaced with in every message.
-const redacted = redact.Mask
 
 // parseConn builds the connection from the flags and the environment. Its
 // errors never contain a password.

@@ -8,6 +8,8 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/tripline/tripline/internal/redact"
 )
 
 func TestParseConn(t *testing.T) {
@@ -75,7 +77,7 @@ func TestPasswordsNeverPrinted(t *testing.T) {
 			for _, form := range append(secretForms(pw), "S3cr3t") {
 				assert.NotContains(t, out.stdout+out.stderr, form)
 			}
-			assert.Contains(t, out.stderr, redacted, "the URL is shown, redacted")
+			assert.Contains(t, out.stderr, redact.Mask, "the URL is shown, redacted")
 		})
 	}
 }

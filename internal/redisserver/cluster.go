@@ -141,20 +141,11 @@ func (c *Cluster) ReplicasOf(master *Server) []*Server {
 // master's port. It fails the test when n does not answer.
 func (c *Cluster) role(n *Server) (string, int) {
 	c.t.Helper()
-	v, err := n.Do(context.Background(), "ROLE")
+	role, port, err := roleOf(context.Background(), n)
 	if err != nil {
-		c.t.Fatalf("redisserver: ROLE on %s: %v", n.Addr(), err)
+		c.t.Fatalf("redisserver: %v", err)
 	}
-	a, ok := v.([]any)
-	if !ok || len(a) == 0 {
-		c.t.Fatalf("redisserver: ROLE on %s: unexpected reply %v", n.Addr(), v)
-	}
-	role, _ := a[0].(string)
-	if role == "slave" && len(a) > 2 {
-		port, _ := a[2].(int64)
-		return role, int(port)
-	}
-	return role, 0
+	return role, port
 }
 
 // MasterForKey returns the node that serves key's hash slot, as seen by the
