@@ -20,7 +20,6 @@ type connSpec struct {
 	secrets []string              // strings that must never be printed
 }
 
-
 // parseConn builds the connection from the flags and the environment. Its
 // errors never contain a password.
 func parseConn(redisURL, cluster, envURL string) (*connSpec, error) {
