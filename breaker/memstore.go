@@ -24,14 +24,16 @@ type memCircuit struct {
 	// when the lock is released (unlock): generation<<2 | hotClosed |
 	// hotNoFailures. Admit of a closed circuit and Record of a success that
 	// would change nothing read it and take no lock.
-	hot         atomic.Uint64
-	hotWindow   atomic.Int64 // lastWindow, readable without the lock
+	hot atomic.Uint64
+	// lastWindow is the FailureWindow of the policy last used (Load counts
+	// failures in it), readable without the lock: a success or a closed
+	// admission under another policy takes the lock once to record it.
+	lastWindow  atomic.Int64
 	mu          sync.Mutex
 	state       State
 	generation  uint64
 	failures    int     // consecutive mode
 	window      []int64 // window mode: newest failure times (UnixNano), oldest first, at most FailureThreshold
-	lastWindow  time.Duration
 	successes   int
 	leases      []lease
 	lastFailure time.Time
@@ -88,7 +90,6 @@ func (c *memCircuit) unlock() {
 		h |= hotNoFailures
 	}
 	c.hot.Store(h)
-	c.hotWindow.Store(int64(c.lastWindow))
 	c.mu.Unlock()
 }
 
@@ -101,12 +102,12 @@ func (s *memStore) Admit(_ context.Context, name string, p Policy) (Admission, e
 	if c == nil {
 		return Admission{Allowed: true, State: StateClosed}, nil
 	}
-	if h := c.hot.Load(); h&hotClosed != 0 && c.hotWindow.Load() == int64(p.FailureWindow) {
+	if h := c.hot.Load(); h&hotClosed != 0 && c.lastWindow.Load() == int64(p.FailureWindow) {
 		return Admission{Allowed: true, State: StateClosed, Generation: h >> 2}, nil
 	}
 	c.mu.Lock()
 	defer c.unlock()
-	c.lastWindow = p.FailureWindow
+	c.lastWindow.Store(int64(p.FailureWindow))
 	if c.state == StateClosed {
 		// Closed admits every call, forced closed or not: no clock needed.
 		return Admission{Allowed: true, State: StateClosed, Generation: c.generation}, nil
@@ -160,12 +161,12 @@ func (s *memStore) Record(_ context.Context, name string, p Policy, o Outcome) (
 		c = s.lookupOrCreate(name)
 	}
 	if o.Kind == OutcomeSuccess && c.hot.Load() == o.Generation<<2|hotClosed|hotNoFailures &&
-		c.hotWindow.Load() == int64(p.FailureWindow) {
+		c.lastWindow.Load() == int64(p.FailureWindow) {
 		return Result{State: StateClosed, Generation: o.Generation}, nil
 	}
 	c.mu.Lock()
 	defer c.unlock()
-	c.lastWindow = p.FailureWindow
+	c.lastWindow.Store(int64(p.FailureWindow))
 	r := Result{State: c.state, Generation: c.generation}
 	if o.Generation != c.generation {
 		r.Ignored = true
@@ -271,8 +272,8 @@ func (s *memStore) Load(_ context.Context, name string) (Snapshot, error) {
 		RetryAt:     c.retryAt,
 		Generation:  c.generation,
 	}
-	if c.lastWindow > 0 {
-		snap.Failures = c.inWindow(now, c.lastWindow)
+	if w := time.Duration(c.lastWindow.Load()); w > 0 {
+		snap.Failures = c.inWindow(now, w)
 	}
 	for _, l := range c.leases {
 		if now.Before(l.expires) {
