@@ -3,7 +3,6 @@ package redisstore
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"time"
 
@@ -121,9 +120,9 @@ func (s *Store) flush(ctx context.Context, list []*circuit) error {
 			it.c.ownFailure.Store(true) // the next success tries again
 			continue
 		}
-		text, ok := replies[i].(string)
-		if !ok {
-			errs[i] = s.badReply("reset", it.c.name, fmt.Sprint(replies[i]), errors.New("want a string"))
+		text, err := s.text("reset", it.c.name, replies[i])
+		if err != nil {
+			errs[i] = err
 			continue
 		}
 		_, f, err := s.recordReply(it.c.name, text)

@@ -579,6 +579,11 @@ func (s *Store) runText(ctx context.Context, op, name string, script *redis.Scri
 	if err != nil {
 		return "", err
 	}
+	return s.text(op, name, v)
+}
+
+// text is a reply that must be one line of numbers; any other is malformed.
+func (s *Store) text(op, name string, v any) (string, error) {
 	text, ok := v.(string)
 	if !ok {
 		return "", s.badReply(op, name, fmt.Sprint(v), errors.New("want a string"))
@@ -699,18 +704,12 @@ func (s *Store) recordRemote(ctx context.Context, c *circuit, p breaker.Policy, 
 // generation from to tgen failures retry_after_us override".
 func (s *Store) recordReply(name, v string) (breaker.Result, fact, error) {
 	var f [9]int64
-	if err := parseReply(v, f[:]); err != nil {
-		return breaker.Result{}, fact{}, s.badReply("record", name, v, err)
+	r, err := s.result("record", name, v, f[:])
+	if err != nil {
+		return breaker.Result{}, fact{}, err
 	}
-	t, err := transition(f[3], f[4], f[5])
-	if err != nil || f[0] > 1 || f[1] > 2 || f[8] > 2 {
-		return breaker.Result{}, fact{}, s.badReply("record", name, v, err)
-	}
-	r := breaker.Result{
-		Ignored:    f[0] == 1,
-		State:      breaker.State(f[1]),
-		Generation: uint64(f[2]),
-		Transition: t,
+	if f[8] > 2 {
+		return breaker.Result{}, fact{}, s.badReply("record", name, v, nil)
 	}
 	return r, fact{state: r.State, gen: r.Generation, failures: f[6] > 0, override: f[8], retry: micros(f[7])}, nil
 }
@@ -745,7 +744,8 @@ func (s *Store) Apply(ctx context.Context, name string, c breaker.Command) (brea
 	if err != nil {
 		return breaker.Result{}, err
 	}
-	r, err := s.result("apply", name, v)
+	var f [6]int64
+	r, err := s.result("apply", name, v, f[:])
 	if err != nil {
 		return breaker.Result{}, err
 	}
@@ -758,10 +758,11 @@ func (s *Store) Apply(ctx context.Context, name string, c breaker.Command) (brea
 	return r, nil
 }
 
-// result parses the reply of apply: "flag state generation from to tgen".
-func (s *Store) result(op, name, v string) (breaker.Result, error) {
-	var f [6]int64
-	if err := parseReply(v, f[:]); err != nil {
+// result parses a reply of apply ("flag state generation from to tgen") or
+// of record (the same six, then more) into f, and returns the Result its
+// first six fields give.
+func (s *Store) result(op, name, v string, f []int64) (breaker.Result, error) {
+	if err := parseReply(v, f); err != nil {
 		return breaker.Result{}, s.badReply(op, name, v, err)
 	}
 	t, err := transition(f[3], f[4], f[5])
