@@ -3,7 +3,6 @@ package redisstore
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -62,7 +61,7 @@ func (s *Store) List(ctx context.Context) ([]breaker.Snapshot, error) {
 		err = scan(ctx, s.client)
 	}
 	if err != nil {
-		if s.callTimeout > 0 && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+		if s.timedOut(ctx, err) {
 			return nil, fmt.Errorf("redisstore: list %s: no reply within the call timeout (%s): %w", s.prefix, s.callTimeout, err)
 		}
 		return nil, fmt.Errorf("redisstore: list %s: %w", s.prefix, err)

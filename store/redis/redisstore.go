@@ -594,10 +594,16 @@ func (s *Store) text(op, name string, v any) (string, error) {
 // failCall wraps the error of a round trip made under callCtx(ctx): one
 // that ran out of the call timeout (and not of the caller's ctx) says so.
 func (s *Store) failCall(ctx context.Context, op, name string, err error) error {
-	if s.callTimeout > 0 && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+	if s.timedOut(ctx, err) {
 		return fmt.Errorf("redisstore: %s circuit %q: no reply within the call timeout (%s): %w", op, name, s.callTimeout, err)
 	}
 	return s.fail(op, name, err)
+}
+
+// timedOut reports whether err is the call timeout running out, and not
+// the caller's ctx.
+func (s *Store) timedOut(ctx context.Context, err error) bool {
+	return s.callTimeout > 0 && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded)
 }
 
 // Admit implements breaker.Store. A closed circuit whose local view is
