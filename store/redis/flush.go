@@ -89,17 +89,22 @@ func (s *Store) flush(ctx context.Context, list []*circuit) error {
 		}
 		seen[c] = true
 		c.mu.Lock()
+		// sending is set before pending is cleared: a success that finds
+		// neither set would queue the same reset again (recordLocal).
+		c.sending.Store(c.pending.Load())
 		g := c.pending.Swap(0)
 		if g == 0 {
+			c.sending.Store(0)
 			c.mu.Unlock()
 			continue
 		}
+		c.sending.Store(g)
 		if v := c.view.Load(); v != nil && v.gen > g-1 {
+			c.sending.Store(0)
 			c.mu.Unlock() // the circuit has moved on: Redis would ignore it
 			continue
 		}
 		c.ownFailure.Store(false)
-		c.sending.Store(g)
 		batch = append(batch, resetItem{c: c, gen: g - 1})
 	}
 	if len(batch) == 0 {
