@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sync/atomic"
 	"time"
+	"weak"
 )
 
 // Breaker guards calls to one dependency with one circuit. It is safe for
@@ -74,7 +76,23 @@ func newBreaker(name string, cfg Config, now func() time.Time) (*Breaker, error)
 	if b.logger == nil {
 		b.logger = slog.New(slog.DiscardHandler)
 	}
+	if f, ok := b.store.(Follower); ok {
+		b.follow(f)
+	}
 	return b, nil
+}
+
+// follow registers b with a store that reports transitions late. The store
+// holds b weakly, so a Breaker that is no longer used is collected, and its
+// registration goes with it.
+func (b *Breaker) follow(f Follower) {
+	wb := weak.Make(b)
+	stop := f.Follow(b.name, func(t Followed) {
+		if b := wb.Value(); b != nil {
+			b.notify(context.Background(), t.Transition, t.Cause, false)
+		}
+	})
+	runtime.AddCleanup(b, func(stop func()) { stop() }, stop)
 }
 
 // Name returns the circuit's name.

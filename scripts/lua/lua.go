@@ -22,6 +22,8 @@ var (
 	apply string
 	//go:embed load.lua
 	load string
+	//go:embed settle.lua
+	settle string
 )
 
 // The scripts, ready for redis.NewScript. Treat them as constants.
@@ -39,4 +41,8 @@ var (
 	Apply = lib + apply
 	// Load reads a circuit without changing it.
 	Load = lib + load
+	// Settle settles a write call whose reply was not read: it releases
+	// the probe lease the call took or held, and makes sure the call, if
+	// it has not run yet, changes nothing when it does. It stands alone.
+	Settle = settle
 )

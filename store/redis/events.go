@@ -52,11 +52,18 @@ func (s *Store) Watch(ctx context.Context, names ...string) (<-chan Event, error
 		}
 	}
 	cctx, cancel := s.callCtx(ctx)
-	ps := s.client.Subscribe(cctx, s.channel)
-	_, err := ps.Receive(cctx)
+	var ps *redis.PubSub
+	err := s.bound(cctx, func(cctx context.Context) error {
+		p := s.client.Subscribe(cctx, s.channel) // dials and subscribes
+		if _, err := p.Receive(cctx); err != nil || cctx.Err() != nil {
+			_ = p.Close()
+			return errors.Join(err, cctx.Err())
+		}
+		ps = p
+		return nil
+	})
 	cancel()
 	if err != nil {
-		_ = ps.Close()
 		return nil, fmt.Errorf("redisstore: watch %s: %w", s.channel, err)
 	}
 	out := make(chan Event, watchBuffer)

@@ -55,3 +55,11 @@ func (s *Store) CircuitCount() int {
 	s.circuits.Range(func(any, any) bool { n++; return true })
 	return n
 }
+
+// Settling reports whether calls whose replies were lost are still being
+// settled (see settle.go).
+func (s *Store) Settling() bool {
+	s.settles.mu.Lock()
+	defer s.settles.mu.Unlock()
+	return s.settles.running
+}

@@ -163,6 +163,9 @@ func (s *Store) Close() error {
 	if s.err == nil {
 		err = s.flushAll()
 	}
+	s.settles.mu.Lock()
+	s.settles.closed = true // after this, no settle loop starts: Wait may begin
+	s.settles.mu.Unlock()
 	s.bg.Wait()
 	return err
 }

@@ -33,7 +33,12 @@ func (s *Store) List(ctx context.Context) ([]breaker.Snapshot, error) {
 		var cursor uint64
 		for {
 			cctx, cancel := s.callCtx(ctx)
-			keys, next, err := c.Scan(cctx, cursor, pattern, scanCount).Result()
+			var keys []string
+			var next uint64
+			err := s.bound(cctx, func(cctx context.Context) (err error) {
+				keys, next, err = c.Scan(cctx, cursor, pattern, scanCount).Result()
+				return err
+			})
 			cancel()
 			if err != nil {
 				return err
@@ -118,7 +123,14 @@ func (s *Store) evalMany(ctx context.Context, script *redis.Script, keys [][]str
 	replies := make([]any, len(keys))
 	errs := make([]error, len(keys))
 	if len(keys) == 1 {
-		replies[0], errs[0] = script.Run(cctx, s.client, keys[0], args[0]...).Result()
+		var v any
+		errs[0] = s.bound(cctx, func(cctx context.Context) (err error) {
+			v, err = script.Run(cctx, s.client, keys[0], args[0]...).Result()
+			return err
+		})
+		if errs[0] == nil {
+			replies[0] = v
+		}
 		return replies, errs
 	}
 	pipe := s.client.Pipeline()
@@ -126,12 +138,28 @@ func (s *Store) evalMany(ctx context.Context, script *redis.Script, keys [][]str
 	for i := range keys {
 		cmds[i] = pipe.EvalSha(cctx, script.Hash(), keys[i], args[i]...)
 	}
-	_, _ = pipe.Exec(cctx) // each command carries its own error
+	err := s.bound(cctx, func(cctx context.Context) error {
+		_, _ = pipe.Exec(cctx) // each command carries its own error
+		return nil
+	})
+	if err != nil { // the pipeline is still running: its commands are not ours to read
+		for i := range errs {
+			errs[i] = err
+		}
+		return replies, errs
+	}
 	for i, cmd := range cmds {
 		replies[i], errs[i] = cmd.Result()
 		if redis.HasErrorPrefix(errs[i], "NOSCRIPT") {
 			rctx, rcancel := s.callCtx(ctx) // a round trip of its own
-			replies[i], errs[i] = script.Run(rctx, s.client, keys[i], args[i]...).Result()
+			var v any
+			errs[i] = s.bound(rctx, func(rctx context.Context) (err error) {
+				v, err = script.Run(rctx, s.client, keys[i], args[i]...).Result()
+				return err
+			})
+			if errs[i] == nil {
+				replies[i] = v
+			}
 			rcancel()
 		}
 	}

@@ -3,6 +3,7 @@ package redisstore_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -422,7 +423,18 @@ func TestOutageWithLocalView(t *testing.T) {
 // TestCallTimeout: against a server that accepts connections and never
 // answers, every call of the store fails after the call timeout (50ms by
 // default) instead of hanging, and a Breaker serves the call degraded.
+// It holds whatever the client's options: go-redis lets a ctx deadline
+// bound the network only with ContextTimeoutEnabled, and the store bounds
+// the round trips of a client made without it itself.
 func TestCallTimeout(t *testing.T) {
+	for _, ctxTimeouts := range []bool{true, false} {
+		t.Run(fmt.Sprintf("ContextTimeoutEnabled=%v", ctxTimeouts), func(t *testing.T) {
+			checkCallTimeout(t, ctxTimeouts)
+		})
+	}
+}
+
+func checkCallTimeout(t *testing.T, ctxTimeouts bool) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	var (
@@ -451,9 +463,7 @@ func TestCallTimeout(t *testing.T) {
 			_ = c.Close()
 		}
 	})
-	// go-redis lets a ctx deadline bound the network only with
-	// ContextTimeoutEnabled (see WithCallTimeout).
-	client := redis.NewClient(&redis.Options{Addr: ln.Addr().String(), ContextTimeoutEnabled: true})
+	client := redis.NewClient(&redis.Options{Addr: ln.Addr().String(), ContextTimeoutEnabled: ctxTimeouts})
 	t.Cleanup(func() { _ = client.Close() })
 	s := redisstore.New(client)
 	t.Cleanup(func() { assert.NoError(t, s.Close()) })

@@ -177,6 +177,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tripline/tripline/breaker"
+	"github.com/tripline/tripline/internal/warnlog"
 	"github.com/tripline/tripline/scripts/lua"
 )
 
@@ -224,6 +225,7 @@ var (
 	recordScript = redis.NewScript(lua.Record)
 	applyScript  = redis.NewScript(lua.Apply)
 	loadScript   = redis.NewScript(lua.Load)
+	settleScript = redis.NewScript(lua.Settle)
 )
 
 // Store is a breaker.Store in Redis. It is safe for concurrent use; make one
@@ -244,7 +246,10 @@ type Store struct {
 	maxStale    time.Duration
 	flushEvery  time.Duration
 	callTimeout time.Duration
-	now         func() time.Duration // local monotonic clock
+	// ctxDeadlines: the client lets a ctx deadline bound its network I/O;
+	// otherwise bound does.
+	ctxDeadlines bool
+	now          func() time.Duration // local monotonic clock
 
 	// The local views (see view.go).
 	circuits  sync.Map      // name -> *circuit
@@ -263,6 +268,11 @@ type Store struct {
 	ps         *redis.PubSub      // the current subscription, for Close
 	cancelSub  context.CancelFunc // cancels the subscriber's dials, for Close
 	dropEvents atomic.Bool        // tests: the subscriber drops every message
+
+	// Calls whose replies were lost, and who hears of what they did
+	// (see settle.go).
+	settles   settler
+	followers followers
 
 	// Coalesced resets (see flush.go).
 	flushMu  sync.Mutex
@@ -309,10 +319,10 @@ func WithIdleTTL(d time.Duration) Option { return func(o *options) { o.idleTTL =
 // default: 1m
 func WithReplyTTL(d time.Duration) Option { return func(o *options) { o.replyTTL = d } }
 
-// WithLogger sets where Watch and the local views report messages they
-// cannot decode, and where the store reports its subscription going down
-// and coming back.
-// default: no logging
+// WithLogger sets where the store reports what goes wrong in the
+// background: its subscription going down and coming back, messages it
+// cannot decode, resets and settles that failed.
+// default: WARN and above to slog.Default()
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
 
 // WithStrict makes every admission ask Redis, as if no replica kept a
@@ -349,13 +359,10 @@ func WithFlushInterval(d time.Duration) Option { return func(o *options) { o.flu
 // background resets) with a ctx deadline, on top of the caller's ctx, so
 // that a frozen or unreachable Redis adds at most d to a call; the call
 // then fails (and a Breaker goes degraded). Calls answered from a local
-// view set no deadline. 0 sets none of the store's own (only the caller's
-// ctx and the client's timeouts apply); negative is an error.
-//
-// go-redis lets a ctx deadline bound the network only when the client was
-// made with ContextTimeoutEnabled: true; otherwise its ReadTimeout and
-// WriteTimeout (3s by default) bound a round trip, and New logs a warning.
-// Make the client with ContextTimeoutEnabled (or short timeouts).
+// view set no deadline. 0 sets none of the store's own; negative is an
+// error. It holds whatever the client's options: a client made without
+// ContextTimeoutEnabled (go-redis then lets its ReadTimeout, not a ctx,
+// bound the network) costs a goroutine per round trip, so prefer it on.
 // default: 50ms
 func WithCallTimeout(d time.Duration) Option { return func(o *options) { o.callTimeout = d } }
 
@@ -398,7 +405,7 @@ func New(client redis.UniversalClient, opts ...Option) *Store {
 	}
 	s.sweepAt.Store(minSweep)
 	if s.logger == nil {
-		s.logger = slog.New(slog.DiscardHandler)
+		s.logger = warnlog.New()
 	}
 	var errs []error
 	if client == nil {
@@ -428,12 +435,7 @@ func New(client redis.UniversalClient, opts ...Option) *Store {
 	if err := errors.Join(errs...); err != nil {
 		s.err = fmt.Errorf("redisstore: invalid store: %w", err)
 	}
-	if s.err == nil && s.callTimeout > 0 && !contextDeadlines(client) {
-		s.logger.LogAttrs(context.Background(), slog.LevelWarn,
-			"redisstore: the client ignores context deadlines (ContextTimeoutEnabled is false): "+
-				"the call timeout cannot bound a round trip; the client's ReadTimeout and WriteTimeout do",
-			slog.Duration("call_timeout", s.callTimeout))
-	}
+	s.ctxDeadlines = client == nil || contextDeadlines(client)
 	var id [8]byte
 	_, _ = rand.Read(id[:]) // crypto/rand.Read never fails
 	s.callBase = hex.EncodeToString(id[:]) + "-"
@@ -565,18 +567,49 @@ func (s *Store) callCtx(ctx context.Context) (context.Context, context.CancelFun
 func (s *Store) run(ctx context.Context, op, name string, script *redis.Script, keys []string, args []any) (any, error) {
 	cctx, cancel := s.callCtx(ctx)
 	defer cancel()
-	v, err := script.Run(cctx, s.client, keys, args...).Result()
+	var v any
+	err := s.bound(cctx, func(cctx context.Context) error {
+		var err error
+		v, err = script.Run(cctx, s.client, keys, args...).Result()
+		return err
+	})
 	if err != nil {
 		return nil, s.failCall(ctx, op, name, err)
 	}
 	return v, nil
 }
 
-// runText is run for the scripts whose reply is one line of numbers; any
-// other reply is malformed (ErrCorrupt).
-func (s *Store) runText(ctx context.Context, op, name string, script *redis.Script, keys []string, args []any) (string, error) {
+// bound runs one round trip under cctx. go-redis lets a ctx deadline bound
+// the network only with ContextTimeoutEnabled; for a client made without
+// it, the round trip runs on a goroutine of its own, which bound stops
+// waiting for when cctx ends (the connection stays busy until the client's
+// ReadTimeout; the call is settled like any other whose reply was lost).
+// trip's results must be read only when bound returns nil or trip's error.
+func (s *Store) bound(cctx context.Context, trip func(context.Context) error) error {
+	if s.ctxDeadlines || cctx.Done() == nil {
+		return trip(cctx)
+	}
+	done := make(chan error, 1)
+	go func() { done <- trip(cctx) }()
+	select {
+	case err := <-done:
+		return err
+	case <-cctx.Done():
+		return cctx.Err()
+	}
+}
+
+// runText runs a write script (admit, record, apply: their reply is one
+// line of numbers; any other reply is malformed, ErrCorrupt). If the
+// reply was not read (a timeout, a dropped connection), the call may
+// still run: it is settled in the background (see settle.go). held is the
+// probe permit a record reports on (0: none).
+func (s *Store) runText(ctx context.Context, op, name string, script *redis.Script, keys []string, args []any, held uint64) (string, error) {
 	v, err := s.run(ctx, op, name, script, keys, args)
 	if err != nil {
+		if unanswered(err) {
+			s.settleLater(op, name, keys, held)
+		}
 		return "", err
 	}
 	return s.text(op, name, v)
@@ -630,7 +663,7 @@ func (s *Store) Admit(ctx context.Context, name string, p breaker.Policy) (break
 func (s *Store) admitRemote(ctx context.Context, c *circuit, p breaker.Policy) (breaker.Admission, error) {
 	args := appendPolicy(s.baseArgs(c.keys, 6), p)
 	at := s.mark()
-	v, err := s.runText(ctx, "admit", c.name, admitScript, c.keys.list(s.callID()), args)
+	v, err := s.runText(ctx, "admit", c.name, admitScript, c.keys.list(s.callID()), args, 0)
 	if err != nil {
 		return breaker.Admission{}, err
 	}
@@ -694,7 +727,7 @@ func (s *Store) recordArgs(c *circuit, p breaker.Policy, o breaker.Outcome, rese
 func (s *Store) recordRemote(ctx context.Context, c *circuit, p breaker.Policy, o breaker.Outcome, resetFirst bool) (breaker.Result, error) {
 	args := s.recordArgs(c, p, o, resetFirst)
 	at := s.mark()
-	v, err := s.runText(ctx, "record", c.name, recordScript, c.keys.list(s.callID()), args)
+	v, err := s.runText(ctx, "record", c.name, recordScript, c.keys.list(s.callID()), args, o.Probe)
 	if err != nil {
 		return breaker.Result{}, err
 	}
@@ -746,7 +779,7 @@ func (s *Store) Apply(ctx context.Context, name string, c breaker.Command) (brea
 	k := s.keys(name)
 	args := append(s.baseArgs(k, 5), int(c.Kind), us(c.TTL), ifExists, c.Actor, c.Reason)
 	at := s.mark()
-	v, err := s.runText(ctx, "apply", name, applyScript, k.list(s.callID()), args)
+	v, err := s.runText(ctx, "apply", name, applyScript, k.list(s.callID()), args, 0)
 	if err != nil {
 		return breaker.Result{}, err
 	}

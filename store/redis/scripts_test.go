@@ -25,6 +25,7 @@ var scriptSHAs = []struct {
 	{"record", lua.Record, "f00ad9f8fd6a36023b803f895c87fe095283e32b"},
 	{"apply", lua.Apply, "c5dcb5ee68e77c8d2559776e7e319c9e7b699016"},
 	{"load", lua.Load, "18082b6bb523d052d558973e41c733b9b26b8114"},
+	{"settle", lua.Settle, "b2f421621ebc1ae79e10ec98c46f7e4665023194"},
 }
 
 // TestScriptSHAs checks that each pinned SHA1 is what SCRIPT LOAD answers

@@ -1,0 +1,296 @@
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tripline/tripline/breaker"
+)
+
+// A write call (admit, record, apply) whose reply the store did not read
+// may still run in Redis: a request that timed out stays in the server's
+// queue, and a stalled server runs it when it wakes. An admission that
+// runs then may lease the fleet's only probe permit to a caller that has
+// gone, or move the circuit to half-open with no replica told of it.
+//
+// So the store settles such a call in the background, with the same call
+// id: the settle script either finds the call's reply memo (the call ran
+// and changed something: a probe lease it took is released, and the
+// transition it made is reported to the circuit's Breaker through
+// breaker.Follower) or leaves a tombstone in the memo's place, which makes
+// the call change nothing if it runs later. A settle is retried until it
+// gets an answer, for as long as the memo would live (WithReplyTTL). The
+// settle requests queue behind the abandoned call on a stalled server,
+// so the slot is held for about as long as the server stalls.
+
+// abandoned is a write call whose reply was not read.
+type abandoned struct {
+	op, name string
+	leases   string // the circuit's probe leases key
+	memo     string // the call's reply memo key
+	held     uint64 // the probe permit a record reported on
+	until    time.Duration
+}
+
+// settleBackoff is the first wait between two tries to settle; it doubles
+// up to settleBackoffMax.
+const (
+	settleBackoff    = 5 * time.Millisecond
+	settleBackoffMax = time.Second
+)
+
+// settler runs the settles of one Store, on one goroutine while any are
+// queued.
+type settler struct {
+	mu      sync.Mutex
+	queue   []abandoned
+	running bool
+	closed  bool // Close has begun: no new loop starts
+}
+
+// unanswered reports whether err leaves a call's outcome unknown: the
+// request may have reached Redis, but no reply was read (a timeout, a
+// canceled ctx, a dropped connection). A reply from Redis, even an error,
+// means the call ran or was refused; a failed dial or an exhausted pool
+// means it was never sent.
+func unanswered(err error) bool {
+	var rerr redis.Error
+	if errors.As(err, &rerr) || errors.Is(err, redis.ErrPoolTimeout) {
+		return false
+	}
+	var oerr *net.OpError
+	return !errors.As(err, &oerr) || oerr.Op != "dial"
+}
+
+// maxSettles bounds the calls waiting to be settled; past it a call is
+// not settled (logged): a probe lease it may take lapses after
+// ProbeTimeout, as it did before settles existed.
+const maxSettles = 10_000
+
+// settleLater queues the settle of a write call whose reply was not read.
+func (s *Store) settleLater(op, name string, keys []string, held uint64) {
+	if len(keys) != 4 {
+		return
+	}
+	a := abandoned{op: op, name: name, leases: keys[2], memo: keys[3], held: held,
+		until: s.now() + time.Duration(s.replyMS)*time.Millisecond}
+	st := &s.settles
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	switch {
+	case st.closed:
+		s.settleGiveUp([]abandoned{a}, errors.New("the store is closed"))
+		return
+	case len(st.queue) >= maxSettles:
+		s.settleGiveUp([]abandoned{a}, errors.New("too many calls waiting to be settled"))
+		return
+	}
+	st.queue = append(st.queue, a)
+	if !st.running {
+		st.running = true
+		s.bg.Add(1)
+		go s.settleLoop()
+	}
+}
+
+// settleLoop settles what is queued, in one pipeline a round, until
+// nothing is left. After Close it makes one last try.
+func (s *Store) settleLoop() {
+	defer s.bg.Done()
+	wait := settleBackoff
+	for {
+		st := &s.settles
+		st.mu.Lock()
+		list := st.queue
+		st.queue = nil
+		if len(list) == 0 {
+			st.running = false
+			st.mu.Unlock()
+			return
+		}
+		st.mu.Unlock()
+		left := s.settle(list)
+		if len(left) == 0 {
+			wait = settleBackoff
+			continue
+		}
+		st.mu.Lock()
+		st.queue = append(left, st.queue...)
+		st.mu.Unlock()
+		timer := time.NewTimer(wait)
+		select {
+		case <-s.done: // Close: one last try for all that is queued
+			timer.Stop()
+			st.mu.Lock()
+			list, st.queue, st.running = st.queue, nil, false
+			st.mu.Unlock()
+			s.settleGiveUp(s.settle(list), errors.New("the store is closed"))
+			return
+		case <-timer.C:
+		}
+		wait = min(2*wait, settleBackoffMax)
+	}
+}
+
+// settle runs the settle script for each call of list and returns those
+// that got no answer and may still be tried.
+func (s *Store) settle(list []abandoned) []abandoned {
+	keys := make([][]string, len(list))
+	args := make([][]any, len(list))
+	for i, a := range list {
+		keys[i] = []string{a.leases, a.memo}
+		args[i] = []any{s.replyMS, exact(a.held)}
+	}
+	replies, errs := s.evalMany(context.Background(), settleScript, keys, args)
+	var left []abandoned
+	now := s.now()
+	for i, a := range list {
+		if errs[i] != nil {
+			if unanswered(errs[i]) && now < a.until {
+				left = append(left, a)
+				continue
+			}
+			s.settleGiveUp([]abandoned{a}, errs[i])
+			continue
+		}
+		s.settled(a, replies[i])
+	}
+	return left
+}
+
+// settled reports the transition an abandoned call made, if any.
+func (s *Store) settled(a abandoned, reply any) {
+	text, _ := reply.(string)
+	memo, ran := strings.CutPrefix(text, "1 ")
+	if !ran {
+		if text != "0" {
+			s.logger.LogAttrs(context.Background(), slog.LevelWarn, "redisstore: unexpected settle reply",
+				slog.String("circuit", a.name), slog.String("op", a.op), slog.String("reply", text))
+		}
+		return
+	}
+	t, cause, err := memoTransition(a.op, memo)
+	if err != nil {
+		s.logger.LogAttrs(context.Background(), slog.LevelWarn, "redisstore: unexpected reply memo",
+			slog.String("circuit", a.name), slog.String("op", a.op), slog.String("memo", memo), slog.Any("error", err))
+		return
+	}
+	if t.Generation != 0 {
+		s.followers.report(a.name, breaker.Followed{Transition: t, Cause: cause})
+	}
+}
+
+// memoTransition reads the transition from a write script's reply memo:
+// its fields "from to tgen" stand at 5-7 (admit), 3-5 (record) or 3-5
+// (apply, whose first field is the flag).
+func memoTransition(op, memo string) (breaker.Transition, string, error) {
+	fields := strings.Fields(memo)
+	first, cause := 3, "outcome"
+	switch op {
+	case "admit":
+		first, cause = 5, "timeout"
+	case "apply":
+		cause = "command"
+	}
+	if len(fields) < first+3 {
+		return breaker.Transition{}, "", errors.New("too few fields")
+	}
+	var n [3]int64
+	for i := range n {
+		v, err := strconv.ParseInt(fields[first+i], 10, 64)
+		if err != nil || v < 0 {
+			return breaker.Transition{}, "", errors.New("field is not a number")
+		}
+		n[i] = v
+	}
+	t, err := transition(n[0], n[1], n[2])
+	if op == "apply" && t.Generation != 0 {
+		cause = commandCause(t)
+	}
+	return t, cause, err
+}
+
+// commandCause names the command that made an operator's transition.
+func commandCause(t breaker.Transition) string {
+	switch t.To {
+	case breaker.StateOpen:
+		return breaker.CommandForceOpen.String()
+	case breaker.StateClosed:
+		return breaker.CommandReset.String() // or force-close: both close
+	}
+	return "command"
+}
+
+// settleGiveUp logs the calls that could not be settled: if one of them
+// runs later, a probe lease it takes lapses after ProbeTimeout.
+func (s *Store) settleGiveUp(list []abandoned, errs ...error) {
+	for _, a := range list {
+		s.logger.LogAttrs(context.Background(), slog.LevelWarn,
+			"redisstore: could not settle a call whose reply was lost; a probe permit it took lapses after ProbeTimeout",
+			slog.String("circuit", a.name), slog.String("op", a.op), slog.Any("error", errors.Join(errs...)))
+	}
+}
+
+// followers are the functions Breakers registered per circuit name
+// (breaker.Follower).
+type followers struct {
+	mu  sync.Mutex
+	fns map[string][]*follower
+}
+
+type follower struct {
+	fn func(breaker.Followed)
+}
+
+// Follow implements breaker.Follower: fn receives the transitions that
+// calls of this store made on the circuit but whose replies were lost
+// (see settle.go), once each.
+func (s *Store) Follow(name string, fn func(breaker.Followed)) (stop func()) {
+	f := &follower{fn: fn}
+	fs := &s.followers
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	if fs.fns == nil {
+		fs.fns = make(map[string][]*follower)
+	}
+	fs.fns[name] = append(fs.fns[name], f)
+	return func() {
+		fs.mu.Lock()
+		defer fs.mu.Unlock()
+		list := fs.fns[name]
+		for i, g := range list {
+			if g == f {
+				list = append(list[:i:i], list[i+1:]...)
+				break
+			}
+		}
+		if len(list) == 0 {
+			delete(fs.fns, name)
+		} else {
+			fs.fns[name] = list
+		}
+	}
+}
+
+// report gives t to one follower of the circuit, outside the lock.
+func (fs *followers) report(name string, t breaker.Followed) {
+	fs.mu.Lock()
+	var f *follower
+	if list := fs.fns[name]; len(list) > 0 {
+		f = list[0]
+	}
+	fs.mu.Unlock()
+	if f != nil {
+		f.fn(t)
+	}
+}
+
+var _ breaker.Follower = (*Store)(nil)
