@@ -72,7 +72,7 @@ func newBreaker(name string, cfg Config, now func() time.Time) (*Breaker, error)
 		b.isFailure = defaultIsFailure
 	}
 	if b.logger == nil {
-		b.logger = slog.New(slog.DiscardHandler)
+		b.logger = defaultLogger()
 	}
 	return b, nil
 }

@@ -85,9 +85,10 @@ type Config struct {
 	// default: 2s
 	StoreBackoffMax time.Duration
 	// Logger receives transitions and operator commands (Info), the start
-	// (Warn) and end (Info) of each degraded episode, and store failures that
-	// are not outages (Warn).
-	// default: no logging
+	// (Warn) and end (Info) of each degraded episode, commands the store
+	// failed (Warn), and store failures that are not outages (Warn).
+	// default: slog.Default() at the time of logging, Warn and above only,
+	// so a store outage is heard and transitions stay quiet
 	Logger *slog.Logger
 }
 

@@ -122,8 +122,11 @@
 // Each episode is logged once when it starts (Warn, "tripline: store
 // unavailable, degraded", with the mode and the error) and once when it ends
 // (Info, "tripline: store recovered", with its duration and the calls it
-// served), never per call. Snapshot.StoreErrors counts every store call that
-// failed, Snapshot.DegradedCalls the calls decided without the store, and
+// served), never per call. Without Config.Logger, Warn and Error lines go to
+// slog.Default(), so an outage is heard by a service that set no logger;
+// Info lines (transitions, commands, recoveries) need a Logger.
+// Snapshot.StoreErrors counts every store call that failed,
+// Snapshot.DegradedCalls the calls decided without the store, and
 // Snapshot.Degraded is true during an episode. Snapshot does not fail on a
 // store outage: during an episode it returns the fallback's view
 // (FallbackLocal), or State closed (FailOpen) or open (FailClosed) with
