@@ -274,7 +274,9 @@ func (b *Breaker) fill(s Snapshot) Snapshot {
 // for every Breaker that shares it. Like every transition it starts a new
 // generation, so outcomes of calls admitted before it are ignored. It calls
 // OnStateChange if the state changed, and logs the command in any case. A
-// store failure returns a *StoreError.
+// store failure returns a *StoreError. Whether the store took it or not,
+// the command applies at once to the Breaker's local fallback, if it has
+// one (see "Store failures" in the package documentation).
 func (b *Breaker) Reset(ctx context.Context) error {
 	return b.apply(ctx, Command{Kind: CommandReset})
 }
@@ -308,10 +310,21 @@ func (b *Breaker) apply(ctx context.Context, c Command) error {
 	}
 	r, err := b.store.Apply(ctx, b.name, c)
 	if err != nil {
-		_, err = b.storeFailed(ctx, "apply", err)
-		return err
+		_, serr := b.storeFailed(ctx, "apply", err)
+		local := b.applyLocal(ctx, c, Transition{})
+		if _, isStore := serr.(*StoreError); isStore && isOutage(err) {
+			// Outages are logged once per episode; a failed command is
+			// logged each time, as the operator must give it again.
+			b.logger.LogAttrs(ctx, slog.LevelWarn, "tripline: store failed a command",
+				slog.String("circuit", b.name),
+				slog.String("command", c.Kind.String()),
+				slog.Bool("applied_locally", local),
+				slog.Any("error", err))
+		}
+		return serr
 	}
 	b.notify(ctx, r.Transition, c.Kind.String(), false)
+	b.applyLocal(ctx, c, r.Transition)
 	return nil
 }
 

@@ -87,11 +87,22 @@
 // probes the store, one call at a time, the others staying degraded. A
 // failed probe doubles the wait, up to StoreBackoffMax (default 2s); a probe
 // that succeeds ends the episode, and its own call is decided by the store.
+// The outcomes of calls the store admitted go to the store even during an
+// episode; that does not end it, only a probe does. A Breaker sets no
+// deadline of its own on store calls: a Store bounds its round trips
+// (store/redis does).
+//
 // Commands (Reset, ForceOpen, ForceClose) go to the store even during an
-// episode (and return a *StoreError if it fails), and so do the outcomes of
-// calls the store admitted; neither ends an episode, only a probe does. A
-// Breaker sets no deadline of its own on store calls: a Store bounds its
-// round trips (store/redis does).
+// episode, and a store failure returns a *StoreError (logged at Warn each
+// time). Whether the store took it or not, a command also applies at once
+// to the Breaker's fallback (FallbackLocal): the current episode's, or the
+// one set aside for an episode that may resume it. A TTL runs on the
+// Breaker's clock. So a Breaker whose fallback tripped admits calls as
+// soon as its own Reset returns, store down or not. A change of the
+// fallback's state is reported (degraded=true), unless the store reported
+// the same change for the same command. A command does not end an episode,
+// and at the hand-back the shared state takes over as always: a command the
+// store never took ends there, and must be given again.
 //
 // When an episode ends the shared state wins: the store's state decides the
 // next calls, and what the fallback counted is set aside. If the fallback's
