@@ -161,8 +161,9 @@ func (b *Breaker) record(ctx context.Context, t ticket, err error, panicked bool
 // already done, Do returns ctx.Err() without running fn or counting
 // anything; if ctx is canceled while fn runs, the outcome is still counted
 // (by default a context.Canceled error counts as a success, see
-// Config.IsFailure). If fn panics, the panic counts as a failure and
-// continues. When the store cannot answer, the call is decided in the
+// Config.IsFailure). If fn panics, or calls runtime.Goexit (as t.FailNow
+// does in a test), that counts as a failure, and the panic or the Goexit
+// goes on. When the store cannot answer, the call is decided in the
 // Breaker's degraded mode (see Config.Degraded): FailClosed returns a
 // *StoreError without running fn. A store failure on recording never
 // changes what Do returns.
@@ -185,7 +186,8 @@ func (b *Breaker) Do(ctx context.Context, fn func(context.Context) error) error 
 
 // Execute is Do for functions that return a value: it returns fn's value
 // and error as they are. When fn is not run (rejection, ctx already done,
-// store failure) it returns the zero T and the error, as Do would.
+// store failure) it returns the zero T and the error, as Do would. A panic
+// or a runtime.Goexit in fn counts as a failure and goes on, as in Do.
 func Execute[T any](ctx context.Context, b *Breaker, fn func(context.Context) (T, error)) (T, error) {
 	t, err := b.admit(ctx)
 	if err != nil {
@@ -210,7 +212,8 @@ func Execute[T any](ctx context.Context, b *Breaker, fn func(context.Context) (T
 // from any goroutine. On rejection (and on every error Do would return
 // without running fn) done is nil. If done is never called, a probe's permit
 // lapses after ProbeTimeout; a closed-state call is simply not counted.
-// Allow cannot see a panic: report one as a non-nil error.
+// Allow cannot see a panic or a runtime.Goexit: report one as a non-nil
+// error.
 func (b *Breaker) Allow(ctx context.Context) (done func(err error), err error) {
 	t, err := b.admit(ctx)
 	if err != nil {

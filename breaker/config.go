@@ -45,8 +45,8 @@ type Config struct {
 	ProbeTimeout time.Duration
 	// IsFailure decides which errors count as failures; an error for which it
 	// returns false counts as a success. It is called only with non-nil
-	// errors (nil is always a success) and never for a panic (always a
-	// failure). It may be called concurrently.
+	// errors (nil is always a success), and never for a panic or a
+	// runtime.Goexit (always a failure). It may be called concurrently.
 	// default: any non-nil error except context.Canceled
 	IsFailure func(error) bool
 	// OnStateChange is called once per change of state, by the Breaker that

@@ -35,8 +35,9 @@
 // IsFailure decides what a failure is; by default any non-nil error except
 // context.Canceled. It is asked only about non-nil errors: a nil error is
 // always a success. An error for which IsFailure is false counts as a
-// success. If the function panics, the panic counts as a failure and then
-// continues. If ctx is already done, Do (and Execute, and Allow) return
+// success. If the function panics or calls runtime.Goexit (t.FailNow
+// does), that counts as a failure, and the panic or the Goexit goes on. If
+// ctx is already done, Do (and Execute, and Allow) return
 // ctx.Err() without running the function or counting anything; a ctx
 // canceled while the function runs does not stop its outcome from being
 // counted.
