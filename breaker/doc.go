@@ -2,6 +2,32 @@
 // replica of a service: Breakers with the same name and the same Store (for
 // example store/redis) behave as one breaker.
 //
+// # Using it
+//
+// Make one Breaker per dependency, once, with New, and call through it:
+//
+//	payments, err := breaker.New("payments", breaker.Config{FailureThreshold: 5})
+//	if err != nil {
+//		return err // a bad Config is an error, never a panic
+//	}
+//	err = payments.Do(ctx, func(ctx context.Context) error {
+//		return chargeCard(ctx, order)
+//	})
+//	if errors.Is(err, breaker.ErrOpen) {
+//		// rejected without calling chargeCard: serve a fallback
+//	}
+//
+// Execute does the same for a function that returns a value, and Allow for
+// a call that cannot be wrapped in a function. A zero Config field takes
+// its default. To share a circuit between replicas, set Config.Store to a
+// store/redis Store (one per process, shared by its Breakers); without a
+// Store a Breaker is an in-process breaker. Reset, ForceOpen and ForceClose
+// are an operator's commands (cmd/cbctl gives them from a shell). In tests,
+// a store/memory Store made WithClock lets time move without sleeping, and
+// ForceOpen opens a circuit to exercise a fallback.
+//
+// The sections below are the specification.
+//
 // # States
 //
 // Closed: calls pass. In consecutive mode (Config.FailureWindow == 0) a
@@ -37,10 +63,9 @@
 // always a success. An error for which IsFailure is false counts as a
 // success. If the function panics or calls runtime.Goexit (t.FailNow
 // does), that counts as a failure, and the panic or the Goexit goes on. If
-// ctx is already done, Do (and Execute, and Allow) return
-// ctx.Err() without running the function or counting anything; a ctx
-// canceled while the function runs does not stop its outcome from being
-// counted.
+// ctx is already done, Do (and Execute, and Allow) return ctx.Err() without
+// running the function or counting anything; a ctx canceled while the
+// function runs does not stop its outcome from being counted.
 //
 // # Transitions and overrides
 //
@@ -49,10 +74,11 @@
 // logged through Config.Logger. Reset, ForceOpen and ForceClose are
 // transitions too, seen at their next call by every Breaker sharing the
 // circuit: each starts a new generation and is logged, and OnStateChange
-// runs when it changes the state (a Reset of a closed circuit does not). ForceOpen rejects every call until Reset or its TTL; when the TTL
-// passes the circuit is open with its timeout over, so the next call is a
-// probe. ForceClose admits every call and keeps counting, without tripping,
-// until Reset or its TTL.
+// runs when it changes the state (a Reset of a closed circuit does not).
+// ForceOpen rejects every call until Reset or its TTL; when the TTL passes
+// the circuit is open with its timeout over, so the next call is a probe.
+// ForceClose admits every call and keeps counting, without tripping, until
+// Reset or its TTL.
 //
 // # Store failures
 //
