@@ -74,7 +74,7 @@ func newBreaker(name string, cfg Config, now func() time.Time) (*Breaker, error)
 		b.isFailure = defaultIsFailure
 	}
 	if b.logger == nil {
-		b.logger = slog.New(slog.DiscardHandler)
+		b.logger = defaultLogger()
 	}
 	if f, ok := b.store.(Follower); ok {
 		b.follow(f)
@@ -179,8 +179,9 @@ func (b *Breaker) record(ctx context.Context, t ticket, err error, panicked bool
 // already done, Do returns ctx.Err() without running fn or counting
 // anything; if ctx is canceled while fn runs, the outcome is still counted
 // (by default a context.Canceled error counts as a success, see
-// Config.IsFailure). If fn panics, the panic counts as a failure and
-// continues. When the store cannot answer, the call is decided in the
+// Config.IsFailure). If fn panics, or calls runtime.Goexit (as t.FailNow
+// does in a test), that counts as a failure, and the panic or the Goexit
+// goes on. When the store cannot answer, the call is decided in the
 // Breaker's degraded mode (see Config.Degraded): FailClosed returns a
 // *StoreError without running fn. A store failure on recording never
 // changes what Do returns.
@@ -203,7 +204,8 @@ func (b *Breaker) Do(ctx context.Context, fn func(context.Context) error) error 
 
 // Execute is Do for functions that return a value: it returns fn's value
 // and error as they are. When fn is not run (rejection, ctx already done,
-// store failure) it returns the zero T and the error, as Do would.
+// store failure) it returns the zero T and the error, as Do would. A panic
+// or a runtime.Goexit in fn counts as a failure and goes on, as in Do.
 func Execute[T any](ctx context.Context, b *Breaker, fn func(context.Context) (T, error)) (T, error) {
 	t, err := b.admit(ctx)
 	if err != nil {
@@ -228,7 +230,8 @@ func Execute[T any](ctx context.Context, b *Breaker, fn func(context.Context) (T
 // from any goroutine. On rejection (and on every error Do would return
 // without running fn) done is nil. If done is never called, a probe's permit
 // lapses after ProbeTimeout; a closed-state call is simply not counted.
-// Allow cannot see a panic: report one as a non-nil error.
+// Allow cannot see a panic or a runtime.Goexit: report one as a non-nil
+// error.
 func (b *Breaker) Allow(ctx context.Context) (done func(err error), err error) {
 	t, err := b.admit(ctx)
 	if err != nil {
@@ -292,7 +295,9 @@ func (b *Breaker) fill(s Snapshot) Snapshot {
 // for every Breaker that shares it. Like every transition it starts a new
 // generation, so outcomes of calls admitted before it are ignored. It calls
 // OnStateChange if the state changed, and logs the command in any case. A
-// store failure returns a *StoreError.
+// store failure returns a *StoreError. Whether the store took it or not,
+// the command applies at once to the Breaker's local fallback, if it has
+// one (see "Store failures" in the package documentation).
 func (b *Breaker) Reset(ctx context.Context) error {
 	return b.apply(ctx, Command{Kind: CommandReset})
 }
@@ -326,10 +331,21 @@ func (b *Breaker) apply(ctx context.Context, c Command) error {
 	}
 	r, err := b.store.Apply(ctx, b.name, c)
 	if err != nil {
-		_, err = b.storeFailed(ctx, "apply", err)
-		return err
+		_, serr := b.storeFailed(ctx, "apply", err)
+		local := b.applyLocal(ctx, c, Transition{})
+		if _, isStore := serr.(*StoreError); isStore && isOutage(err) {
+			// Outages are logged once per episode; a failed command is
+			// logged each time, as the operator must give it again.
+			b.logger.LogAttrs(ctx, slog.LevelWarn, "tripline: store failed a command",
+				slog.String("circuit", b.name),
+				slog.String("command", c.Kind.String()),
+				slog.Bool("applied_locally", local),
+				slog.Any("error", err))
+		}
+		return serr
 	}
 	b.notify(ctx, r.Transition, c.Kind.String(), false)
+	b.applyLocal(ctx, c, r.Transition)
 	return nil
 }
 

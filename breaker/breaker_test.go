@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"testing"
 	"time"
 
@@ -431,6 +432,43 @@ func TestPanicCountsAsFailureAndContinues(t *testing.T) {
 			assert.Equal(t, "kaboom", recovered(), "the panic continues to the caller")
 			assert.Equal(t, 1, snapshot(t, b).Failures, "the panic counts as a failure")
 			assert.Equal(t, "kaboom", recovered())
+			assert.Equal(t, breaker.StateOpen, snapshot(t, b).State)
+			assert.Equal(t, []string{"svc: closed -> open"}, hooks.list())
+		})
+	}
+}
+
+// TestGoexitCountsAsFailure: runtime.Goexit in the function (t.FailNow
+// calls it) counts as a failure, as a panic does, and the Goexit goes on:
+// the caller's goroutine ends.
+func TestGoexitCountsAsFailure(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		call func(b *breaker.Breaker)
+	}{
+		{"Do", func(b *breaker.Breaker) {
+			_ = b.Do(context.Background(), func(context.Context) error { runtime.Goexit(); return nil })
+		}},
+		{"Execute", func(b *breaker.Breaker) {
+			_, _ = breaker.Execute(context.Background(), b, func(context.Context) (int, error) { runtime.Goexit(); return 1, nil })
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b, hooks := newEnv().breaker(t, breaker.Config{FailureThreshold: 2})
+			exits := func() bool {
+				ended := make(chan struct{})
+				returned := false
+				go func() {
+					defer close(ended) // deferred calls run on a Goexit too
+					tc.call(b)
+					returned = true
+				}()
+				<-ended
+				return !returned
+			}
+			require.True(t, exits())
+			assert.Equal(t, 1, snapshot(t, b).Failures, "the Goexit counts as a failure")
+			require.True(t, exits())
 			assert.Equal(t, breaker.StateOpen, snapshot(t, b).State)
 			assert.Equal(t, []string{"svc: closed -> open"}, hooks.list())
 		})

@@ -45,8 +45,8 @@ type Config struct {
 	ProbeTimeout time.Duration
 	// IsFailure decides which errors count as failures; an error for which it
 	// returns false counts as a success. It is called only with non-nil
-	// errors (nil is always a success) and never for a panic (always a
-	// failure). It may be called concurrently.
+	// errors (nil is always a success), and never for a panic or a
+	// runtime.Goexit (always a failure). It may be called concurrently.
 	// default: any non-nil error except context.Canceled
 	IsFailure func(error) bool
 	// OnStateChange is called once per change of state, by the Breaker that
@@ -85,9 +85,10 @@ type Config struct {
 	// default: 2s
 	StoreBackoffMax time.Duration
 	// Logger receives transitions and operator commands (Info), the start
-	// (Warn) and end (Info) of each degraded episode, and store failures that
-	// are not outages (Warn).
-	// default: no logging
+	// (Warn) and end (Info) of each degraded episode, commands the store
+	// failed (Warn), and store failures that are not outages (Warn).
+	// default: slog.Default() at the time of logging, Warn and above only,
+	// so a store outage is heard and transitions stay quiet
 	Logger *slog.Logger
 }
 

@@ -357,3 +357,42 @@ func (b *Breaker) snapshotDegraded(ctx context.Context, ep *episode) Snapshot {
 	s.Degraded = true
 	return b.fill(s)
 }
+
+// applyLocal applies an operator's command to the Breaker's local fallback
+// at once, whether or not the store took it: a Breaker whose fallback
+// tripped must admit calls once its own Reset has returned, store down or
+// not. The current episode's fallback gets the command, and so does the one
+// set aside for an episode that may resume it (see startEpisode). A TTL
+// runs on the Breaker's clock. At the hand-back the shared state takes over
+// as always, so a command the store never took ends there.
+//
+// A change of the current fallback's state is reported, with
+// degraded=true, unless the store just reported the same change (shared):
+// one command is one transition for OnStateChange. applyLocal reports
+// whether a fallback took the command.
+func (b *Breaker) applyLocal(ctx context.Context, c Command, shared Transition) bool {
+	var cur *memStore
+	if ep := b.episode.Load(); ep != nil {
+		cur = ep.fallback
+	}
+	var aside *memStore
+	if last := b.lastEpisode.Load(); last != nil && last.fallback != cur {
+		aside = last.fallback
+	}
+	if aside != nil {
+		// Nothing to report: it decides no call until an episode resumes it.
+		_, _ = aside.Apply(ctx, b.name, c) // the fallback fails only on bad input, which apply refused
+	}
+	if cur == nil {
+		return aside != nil
+	}
+	r, err := cur.Apply(ctx, b.name, c)
+	if err != nil {
+		return true // the fallback fails only on bad input, which apply refused
+	}
+	t := r.Transition
+	if t.Changed() && !(shared.Changed() && shared.From == t.From && shared.To == t.To) {
+		b.notify(ctx, t, c.Kind.String(), true)
+	}
+	return true
+}

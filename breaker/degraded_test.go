@@ -536,20 +536,26 @@ func TestUnknownCircuitStartsNoEpisode(t *testing.T) {
 }
 
 // TestCommandsDuringAnEpisode: commands go to the store even during an
-// episode's backoff; one that succeeds does not end the episode.
+// episode's backoff, and to the fallback; one that succeeds does not end
+// the episode, and reports one transition when the store and the fallback
+// made the same one.
 func TestCommandsDuringAnEpisode(t *testing.T) {
-	b, fs, _, e := faultyBreaker(t, breaker.Config{})
+	hooks := &hookLog{}
+	b, fs, _, e := faultyBreaker(t, breaker.Config{OnStateChange: hooks.hook})
 	ctx := context.Background()
 	fs.set(func(s *faultyStore) { s.failAdmit = true })
 	require.NoError(t, b.Do(ctx, ok))
 	require.NoError(t, b.ForceOpen(ctx, 0))
 	assert.Equal(t, breaker.StateOpen, sharedSnapshot(t, fs).State)
 	assert.True(t, snapshot(t, b).Degraded)
-	require.NoError(t, b.Do(ctx, ok), "still served by the fallback")
+	require.ErrorIs(t, b.Do(ctx, ok), breaker.ErrOpen, "the fallback is forced open too")
+	assert.Equal(t, []string{"svc: closed -> open"}, hooks.list(), "one command, one transition")
 
 	fs.set(func(s *faultyStore) { s.failAdmit = false })
 	e.clock.Advance(firstBackoff)
 	require.ErrorIs(t, b.Do(ctx, ok), breaker.ErrOpen, "the forced-open shared circuit after the hand-back")
+	assert.False(t, snapshot(t, b).Degraded)
+	assert.Equal(t, []string{"svc: closed -> open"}, hooks.list(), "the same state on both sides at the hand-back")
 }
 
 // TestHealthyHotPathDoesNotAllocate: the check for an episode costs the

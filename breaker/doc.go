@@ -2,6 +2,32 @@
 // replica of a service: Breakers with the same name and the same Store (for
 // example store/redis) behave as one breaker.
 //
+// # Using it
+//
+// Make one Breaker per dependency, once, with New, and call through it:
+//
+//	payments, err := breaker.New("payments", breaker.Config{FailureThreshold: 5})
+//	if err != nil {
+//		return err // a bad Config is an error, never a panic
+//	}
+//	err = payments.Do(ctx, func(ctx context.Context) error {
+//		return chargeCard(ctx, order)
+//	})
+//	if errors.Is(err, breaker.ErrOpen) {
+//		// rejected without calling chargeCard: serve a fallback
+//	}
+//
+// Execute does the same for a function that returns a value, and Allow for
+// a call that cannot be wrapped in a function. A zero Config field takes
+// its default. To share a circuit between replicas, set Config.Store to a
+// store/redis Store (one per process, shared by its Breakers); without a
+// Store a Breaker is an in-process breaker. Reset, ForceOpen and ForceClose
+// are an operator's commands (cmd/cbctl gives them from a shell). In tests,
+// a store/memory Store made WithClock lets time move without sleeping, and
+// ForceOpen opens a circuit to exercise a fallback.
+//
+// The sections below are the specification.
+//
 // # States
 //
 // Closed: calls pass. In consecutive mode (Config.FailureWindow == 0) a
@@ -35,11 +61,11 @@
 // IsFailure decides what a failure is; by default any non-nil error except
 // context.Canceled. It is asked only about non-nil errors: a nil error is
 // always a success. An error for which IsFailure is false counts as a
-// success. If the function panics, the panic counts as a failure and then
-// continues. If ctx is already done, Do (and Execute, and Allow) return
-// ctx.Err() without running the function or counting anything; a ctx
-// canceled while the function runs does not stop its outcome from being
-// counted.
+// success. If the function panics or calls runtime.Goexit (t.FailNow
+// does), that counts as a failure, and the panic or the Goexit goes on. If
+// ctx is already done, Do (and Execute, and Allow) return ctx.Err() without
+// running the function or counting anything; a ctx canceled while the
+// function runs does not stop its outcome from being counted.
 //
 // # Transitions and overrides
 //
@@ -48,10 +74,11 @@
 // logged through Config.Logger. Reset, ForceOpen and ForceClose are
 // transitions too, seen at their next call by every Breaker sharing the
 // circuit: each starts a new generation and is logged, and OnStateChange
-// runs when it changes the state (a Reset of a closed circuit does not). ForceOpen rejects every call until Reset or its TTL; when the TTL
-// passes the circuit is open with its timeout over, so the next call is a
-// probe. ForceClose admits every call and keeps counting, without tripping,
-// until Reset or its TTL.
+// runs when it changes the state (a Reset of a closed circuit does not).
+// ForceOpen rejects every call until Reset or its TTL; when the TTL passes
+// the circuit is open with its timeout over, so the next call is a probe.
+// ForceClose admits every call and keeps counting, without tripping, until
+// Reset or its TTL.
 //
 // # Store failures
 //
@@ -87,11 +114,22 @@
 // probes the store, one call at a time, the others staying degraded. A
 // failed probe doubles the wait, up to StoreBackoffMax (default 2s); a probe
 // that succeeds ends the episode, and its own call is decided by the store.
+// The outcomes of calls the store admitted go to the store even during an
+// episode; that does not end it, only a probe does. A Breaker sets no
+// deadline of its own on store calls: a Store bounds its round trips
+// (store/redis does).
+//
 // Commands (Reset, ForceOpen, ForceClose) go to the store even during an
-// episode (and return a *StoreError if it fails), and so do the outcomes of
-// calls the store admitted; neither ends an episode, only a probe does. A
-// Breaker sets no deadline of its own on store calls: a Store bounds its
-// round trips (store/redis does).
+// episode, and a store failure returns a *StoreError (logged at Warn each
+// time). Whether the store took it or not, a command also applies at once
+// to the Breaker's fallback (FallbackLocal): the current episode's, or the
+// one set aside for an episode that may resume it. A TTL runs on the
+// Breaker's clock. So a Breaker whose fallback tripped admits calls as
+// soon as its own Reset returns, store down or not. A change of the
+// fallback's state is reported (degraded=true), unless the store reported
+// the same change for the same command. A command does not end an episode,
+// and at the hand-back the shared state takes over as always: a command the
+// store never took ends there, and must be given again.
 //
 // When an episode ends the shared state wins: the store's state decides the
 // next calls, and what the fallback counted is set aside. If the fallback's
@@ -122,8 +160,11 @@
 // Each episode is logged once when it starts (Warn, "tripline: store
 // unavailable, degraded", with the mode and the error) and once when it ends
 // (Info, "tripline: store recovered", with its duration and the calls it
-// served), never per call. Snapshot.StoreErrors counts every store call that
-// failed, Snapshot.DegradedCalls the calls decided without the store, and
+// served), never per call. Without Config.Logger, Warn and Error lines go to
+// slog.Default(), so an outage is heard by a service that set no logger;
+// Info lines (transitions, commands, recoveries) need a Logger.
+// Snapshot.StoreErrors counts every store call that failed,
+// Snapshot.DegradedCalls the calls decided without the store, and
 // Snapshot.Degraded is true during an episode. Snapshot does not fail on a
 // store outage: during an episode it returns the fallback's view
 // (FallbackLocal), or State closed (FailOpen) or open (FailClosed) with

@@ -22,14 +22,18 @@ type OpenError struct {
 	State State  // StateOpen, or StateHalfOpen when every probe slot is taken
 	// RetryAfter is how long until a call may be admitted again: until the
 	// open timeout ends, or until the oldest probe's permit lapses. It is 0
-	// when the circuit is forced open without expiry.
+	// when the circuit is forced open without expiry. It keeps the store's
+	// precision; Error rounds it to the millisecond.
 	RetryAfter time.Duration
 }
 
-// Error describes the rejection.
+// Error describes the rejection. It gives RetryAfter rounded to the
+// millisecond, and at least 1ms when RetryAfter is positive: people read
+// it, and the nanoseconds of a time computed from a clock mean nothing.
 func (e *OpenError) Error() string {
 	if e.RetryAfter > 0 {
-		return fmt.Sprintf("tripline: circuit %q is %s (retry after %s)", e.Name, e.State, e.RetryAfter)
+		d := max(e.RetryAfter.Round(time.Millisecond), time.Millisecond)
+		return fmt.Sprintf("tripline: circuit %q is %s (retry after %s)", e.Name, e.State, d)
 	}
 	return fmt.Sprintf("tripline: circuit %q is %s", e.Name, e.State)
 }

@@ -64,6 +64,15 @@ func TestErrorMessages(t *testing.T) {
 			`tripline: circuit "svc" is half-open (retry after 1s)`},
 		{&breaker.OpenError{Name: "svc", State: breaker.StateOpen},
 			`tripline: circuit "svc" is open`},
+		// Issue 16: the message rounds RetryAfter to the millisecond.
+		{&breaker.OpenError{Name: "svc", State: breaker.StateOpen, RetryAfter: 59*time.Second + 999994522},
+			`tripline: circuit "svc" is open (retry after 1m0s)`},
+		{&breaker.OpenError{Name: "svc", State: breaker.StateOpen, RetryAfter: 1234567890},
+			`tripline: circuit "svc" is open (retry after 1.235s)`},
+		{&breaker.OpenError{Name: "svc", State: breaker.StateOpen, RetryAfter: 1499 * time.Microsecond},
+			`tripline: circuit "svc" is open (retry after 1ms)`},
+		{&breaker.OpenError{Name: "svc", State: breaker.StateOpen, RetryAfter: time.Nanosecond},
+			`tripline: circuit "svc" is open (retry after 1ms)`},
 		{&breaker.StoreError{Name: "svc", Op: "record", Err: io.EOF},
 			`tripline: circuit "svc": store record failed: EOF`},
 		{breaker.ErrOpen, "tripline: circuit open"},
@@ -71,6 +80,9 @@ func TestErrorMessages(t *testing.T) {
 	} {
 		assert.Equal(t, tc.want, tc.err.Error())
 	}
+	precise := &breaker.OpenError{Name: "svc", RetryAfter: 59*time.Second + 999994522}
+	_ = precise.Error()
+	assert.Equal(t, 59*time.Second+999994522, precise.RetryAfter, "RetryAfter keeps full precision")
 }
 
 func TestOpenErrorIsOnlyErrOpen(t *testing.T) {

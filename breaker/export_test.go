@@ -7,3 +7,6 @@ import "time"
 func NewWithClock(name string, cfg Config, now func() time.Time) (*Breaker, error) {
 	return newBreaker(name, cfg, now)
 }
+
+// DefaultLogger is the logger of a Breaker without Config.Logger.
+var DefaultLogger = defaultLogger

@@ -242,7 +242,7 @@ func TestOutcomeSentToStore(t *testing.T) {
 
 // TestLoadAndApplyStoreFailure: Snapshot does not fail on a store outage
 // (it starts an episode and answers degraded); commands do, with a
-// *StoreError, and are not served by the fallback.
+// *StoreError, and are applied to the fallback all the same.
 func TestLoadAndApplyStoreFailure(t *testing.T) {
 	hooks := &hookLog{}
 	b, fs, logs, _ := faultyBreaker(t, breaker.Config{OnStateChange: hooks.hook})
@@ -266,16 +266,33 @@ func TestLoadAndApplyStoreFailure(t *testing.T) {
 		assert.ErrorIs(t, err, errStoreDown)
 		assert.NotErrorIs(t, err, breaker.ErrOpen)
 	}
-	assert.Empty(t, hooks.list())
-	require.NoError(t, b.Do(ctx, ok), "ForceOpen was not applied to the fallback")
+	assert.Equal(t, []string{"svc: closed -> open", "svc: open -> closed"}, hooks.list(),
+		"the fallback's changes: ForceOpen, then ForceClose")
+	require.NoError(t, b.Do(ctx, ok), "forced closed in the fallback")
 
 	_, _, applies, loads := fs.calls()
 	assert.Equal(t, 3, applies, "commands go to the store even during an episode")
 	assert.Equal(t, 1, loads, "Snapshot does not ask the store again before the backoff")
 	s = snapshot(t, b)
 	assert.Equal(t, uint64(4), s.StoreErrors)
-	assert.Equal(t, uint64(0), s.Generation, "no command was applied")
-	assert.Equal(t, []map[string]any{degradedLog("fallback-local", "load")}, logs.records(t))
+	assert.Equal(t, uint64(3), s.Generation, "the fallback's: one per command")
+	assert.Equal(t, breaker.OverrideForceClose, s.Override.Mode)
+	assert.Equal(t, uint64(0), sharedSnapshot(t, fs).Generation, "the store applied nothing")
+
+	notStored := func(cmd string) map[string]any {
+		return map[string]any{
+			"level": "WARN", "msg": "tripline: store failed a command", "circuit": "svc",
+			"command": cmd, "applied_locally": true, "error": "store down",
+		}
+	}
+	assert.Equal(t, []map[string]any{
+		degradedLog("fallback-local", "load"),
+		notStored("reset"),
+		transitionLog("closed", "open", 2, "force-open", true),
+		notStored("force-open"),
+		transitionLog("open", "closed", 3, "force-close", true),
+		notStored("force-close"),
+	}, logs.records(t))
 }
 
 func TestStoreErrorsArePerBreaker(t *testing.T) {
