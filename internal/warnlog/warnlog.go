@@ -32,6 +32,9 @@ func (h handler) Enabled(ctx context.Context, l slog.Level) bool {
 }
 
 func (h handler) Handle(ctx context.Context, r slog.Record) error {
+	if r.Level < slog.LevelWarn {
+		return nil // a caller that skipped Enabled
+	}
 	return h.target().Handle(ctx, r)
 }
 
