@@ -4,10 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"runtime"
 	"sync/atomic"
 	"time"
-	"weak"
 )
 
 // Breaker guards calls to one dependency with one circuit. It is safe for
@@ -19,6 +17,7 @@ type Breaker struct {
 	policy        Policy
 	isFailure     func(error) bool
 	onStateChange func(name string, from, to State)
+	seen          *seenGate // nil without OnStateSeen
 	logger        *slog.Logger
 	mode          DegradedMode
 	backoffMax    time.Duration
@@ -77,22 +76,12 @@ func newBreaker(name string, cfg Config, now func() time.Time) (*Breaker, error)
 		b.logger = defaultLogger()
 	}
 	if f, ok := b.store.(Follower); ok {
+		if fn := cfg.OnStateSeen; fn != nil {
+			b.seen = &seenGate{fn: func(from, to State) { fn(name, from, to) }}
+		}
 		b.follow(f)
 	}
 	return b, nil
-}
-
-// follow registers b with a store that reports transitions late. The store
-// holds b weakly, so a Breaker that is no longer used is collected, and its
-// registration goes with it.
-func (b *Breaker) follow(f Follower) {
-	wb := weak.Make(b)
-	stop := f.Follow(b.name, func(t Followed) {
-		if b := wb.Value(); b != nil {
-			b.notify(context.Background(), t.Transition, t.Cause, false)
-		}
-	})
-	runtime.AddCleanup(b, func(stop func()) { stop() }, stop)
 }
 
 // Name returns the circuit's name.
@@ -117,7 +106,7 @@ func (b *Breaker) admit(ctx context.Context) (ticket, error) {
 	if ep := b.episode.Load(); ep != nil {
 		return b.admitDegraded(ctx, ep)
 	}
-	a, err := b.store.Admit(ctx, b.name, b.policy)
+	a, err := b.storeAdmit(ctx)
 	if err != nil {
 		ep, serr := b.storeFailed(ctx, "admit", err)
 		if ep == nil {
@@ -158,7 +147,7 @@ func (b *Breaker) record(ctx context.Context, t ticket, err error, panicked bool
 		b.recordDegraded(ctx, t.ep, o)
 		return
 	}
-	r, serr := b.store.Record(ctx, b.name, b.policy, o)
+	r, serr := b.storeRecord(ctx, o)
 	if serr != nil {
 		if ep, _ := b.storeFailed(ctx, "record", serr); ep != nil {
 			b.countUnrecorded(ctx, ep, kind)
@@ -329,7 +318,7 @@ func (b *Breaker) apply(ctx context.Context, c Command) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	r, err := b.store.Apply(ctx, b.name, c)
+	r, err := b.storeApply(ctx, c)
 	if err != nil {
 		_, serr := b.storeFailed(ctx, "apply", err)
 		local := b.applyLocal(ctx, c, Transition{})
@@ -379,4 +368,37 @@ func (b *Breaker) notify(ctx context.Context, t Transition, cause string, degrad
 	if b.onStateChange != nil {
 		b.onStateChange(b.name, t.From, t.To)
 	}
+}
+
+// storeAdmit, storeRecord and storeApply are the store's calls that may
+// make a transition; with OnStateSeen set, the gate knows they are in
+// flight (see seenGate).
+func (b *Breaker) storeAdmit(ctx context.Context) (Admission, error) {
+	if b.seen == nil {
+		return b.store.Admit(ctx, b.name, b.policy)
+	}
+	e := b.seen.begin()
+	a, err := b.store.Admit(ctx, b.name, b.policy)
+	b.seen.end(e, a.Transition)
+	return a, err
+}
+
+func (b *Breaker) storeRecord(ctx context.Context, o Outcome) (Result, error) {
+	if b.seen == nil {
+		return b.store.Record(ctx, b.name, b.policy, o)
+	}
+	e := b.seen.begin()
+	r, err := b.store.Record(ctx, b.name, b.policy, o)
+	b.seen.end(e, r.Transition)
+	return r, err
+}
+
+func (b *Breaker) storeApply(ctx context.Context, c Command) (Result, error) {
+	if b.seen == nil {
+		return b.store.Apply(ctx, b.name, c)
+	}
+	e := b.seen.begin()
+	r, err := b.store.Apply(ctx, b.name, c)
+	b.seen.end(e, r.Transition)
+	return r, err
 }

@@ -57,6 +57,20 @@ type Config struct {
 	// call it when they change the state.
 	// default: nil
 	OnStateChange func(name string, from, to State)
+	// OnStateSeen is called when this Breaker learns that the circuit's
+	// state changed by the hand of another Breaker sharing it (another
+	// replica, an operator): from the store's published transitions or
+	// from a reply that shows a newer state. With OnStateChange it keeps a
+	// replica's view of the shared state current, for metrics or logs,
+	// even while the replica only sees rejections. Changes the store learns
+	// of together arrive as one (closed to open to half-open may be seen
+	// as closed to half-open), and one lost message is made up for at the
+	// replica's next call that asks the store. It runs on a goroutine of
+	// the store's or of a call of this Breaker, never under a lock it
+	// could need. Only stores that implement Follower report such changes
+	// (the Redis store does).
+	// default: nil
+	OnStateSeen func(name string, from, to State)
 	// Store holds the circuit's state; share one to share circuits. If the
 	// store has an Err() error method (the Redis store does), New returns
 	// the error it reports, so a misconfigured store fails at start.

@@ -273,7 +273,7 @@ func (b *Breaker) admitDegraded(ctx context.Context, ep *episode) (ticket, error
 	if !ep.tryProbe(b.now()) {
 		return b.serveDegraded(ctx, ep, nil)
 	}
-	a, err := b.store.Admit(ctx, b.name, b.policy)
+	a, err := b.storeAdmit(ctx)
 	if err == nil {
 		b.handBack(ctx, ep, a.State, a.Generation)
 		return b.admitted(ctx, a)

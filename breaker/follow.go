@@ -1,24 +1,151 @@
 package breaker
 
-// Followed is a transition a Store reports on its own, after the call
-// that made it has returned.
+import (
+	"context"
+	"runtime"
+	"slices"
+	"sync"
+	"weak"
+)
+
+// Followed is a transition a Store reports on its own, outside its reply
+// to the call that made it.
 type Followed struct {
 	Transition
 	// Cause is what made it: "timeout" (open to half-open), "outcome", or
-	// an operator's command ("reset", "force-open", "force-close").
+	// an operator's command ("reset", "force-open", "force-close"). Empty
+	// when the store does not know (Made is false).
 	Cause string
+	// Made is true for a transition made by a call of this store whose
+	// reply was lost (the call returned an error; the store found out
+	// later that it ran): it is reported to one Breaker, which reports it
+	// as its own. False: a change of state the store learned of (from
+	// another replica, an operator, or a call of one of its own Breakers),
+	// reported to every Breaker of the circuit.
+	Made bool
 }
 
-// Follower is implemented by a Store that can learn of a transition after
-// the call that made it returned an error. A Redis store whose round trip
-// timed out does not know whether its script ran; it settles the call
-// later, and if the call did run, reports what it changed. New registers
-// every Breaker with its Store's Follow, so that such a transition reaches
-// OnStateChange and the log like any other: once. For Store implementers.
+// Follower is implemented by a Store that tells Breakers of transitions
+// outside its replies to their calls: those other replicas made, which a
+// replica learns from a published event or from a reply that shows a
+// newer state (Made false), and those made by a call whose reply was lost
+// (Made true). New registers every Breaker with its Store's Follow; the
+// Breaker reports the first kind through OnStateSeen and the second
+// through OnStateChange, so each is reported once. For Store implementers.
 type Follower interface {
 	// Follow registers fn for the circuit called name, until stop is
-	// called. The store calls fn from a goroutine of its own, once for each
-	// such transition, and calls only one fn per transition when several
-	// Breakers of this store share the circuit.
+	// called. The store calls fn from a goroutine of its own or from
+	// within a call of this store, never under a lock fn could need: with
+	// a Made transition once, for one fn of the circuit; with any other
+	// change of state it learns of, once for every fn, in the order of
+	// generations.
 	Follow(name string, fn func(Followed)) (stop func())
+}
+
+// follow registers b with a store that reports transitions. The store
+// holds b weakly, so a Breaker no longer used is collected, and its
+// registration goes with it.
+func (b *Breaker) follow(f Follower) {
+	wb := weak.Make(b)
+	stop := f.Follow(b.name, func(t Followed) {
+		if b := wb.Value(); b != nil {
+			b.followed(t)
+		}
+	})
+	runtime.AddCleanup(b, func(stop func()) { stop() }, stop)
+}
+
+// followed takes a transition the store reported.
+func (b *Breaker) followed(t Followed) {
+	if t.Made {
+		b.notify(context.Background(), t.Transition, t.Cause, false)
+		return
+	}
+	if b.seen != nil && t.Changed() {
+		b.seen.report(t.Transition)
+	}
+}
+
+// seenGate passes the changes of state the store reports to OnStateSeen,
+// except those this Breaker made itself, which OnStateChange reports. The
+// store reports a change when it learns of it, which for a transition
+// this Breaker makes is before the call that made it returns (from the
+// reply, or from a published event that came first). So a report waits
+// until the calls that were in flight when it came have returned, and
+// goes only if none of them made it. Calls that start later are not
+// waited for: they join the other of two epochs.
+type seenGate struct {
+	mu     sync.Mutex
+	fn     func(from, to State)
+	cur    int    // the epoch new calls join
+	active [2]int // calls in flight, by epoch
+	held   []heldSeen
+	made   []uint64 // generations made by calls that ended while reports were held
+}
+
+type heldSeen struct {
+	t     Transition
+	epoch int // the report waits until this epoch has no call in flight
+}
+
+// begin marks a store call in flight; end takes what begin returned.
+func (g *seenGate) begin() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.active[g.cur]++
+	return g.cur
+}
+
+// end marks a store call done, with the transition it made (if any).
+func (g *seenGate) end(epoch int, made Transition) {
+	g.mu.Lock()
+	g.active[epoch]--
+	if len(g.held) > 0 && made.Changed() {
+		g.made = append(g.made, made.Generation)
+	}
+	ready := g.settle()
+	g.mu.Unlock()
+	g.deliver(ready)
+}
+
+// report passes t on once the calls in flight now have returned.
+func (g *seenGate) report(t Transition) {
+	g.mu.Lock()
+	g.held = append(g.held, heldSeen{t: t, epoch: g.cur})
+	ready := g.settle()
+	g.mu.Unlock()
+	g.deliver(ready)
+}
+
+// settle takes the held reports whose epoch has no call in flight, oldest
+// first, without those a call of this Breaker made; then, if the newest
+// report waits on the epoch new calls join, moves new calls to the other
+// epoch once it is empty, so no report waits for ever under load.
+func (g *seenGate) settle() []Transition {
+	var ready []Transition
+	n := 0
+	for _, h := range g.held {
+		if g.active[h.epoch] != 0 {
+			break
+		}
+		n++
+		if !slices.Contains(g.made, h.t.Generation) {
+			ready = append(ready, h.t)
+		}
+	}
+	g.held = g.held[n:]
+	if len(g.held) == 0 {
+		g.held, g.made = nil, g.made[:0]
+		return ready
+	}
+	if g.held[len(g.held)-1].epoch == g.cur && g.active[1-g.cur] == 0 {
+		g.cur = 1 - g.cur
+	}
+	return ready
+}
+
+func (g *seenGate) deliver(ready []Transition) {
+	for _, t := range ready {
+		g.fn(t.From, t.To)
+	}
 }
