@@ -172,12 +172,14 @@ func (cfg *Config) policy() (Policy, error) {
 
 // Validate reports whether every field of p is usable by a Store: counts
 // and durations positive (FailureWindow may be 0), durations of at least a
-// millisecond, the unit stores keep time in.
+// millisecond, the unit stores keep time in, and counts within
+// MaxFailureThreshold and MaxCount.
 func (p Policy) Validate() error {
 	// Stores call Validate on every Admit and Record: answer a valid policy
 	// without building anything.
 	if p.FailureThreshold > 0 && p.FailureThreshold <= MaxFailureThreshold &&
-		p.SuccessThreshold > 0 && p.HalfOpenMaxCalls > 0 &&
+		p.SuccessThreshold > 0 && int64(p.SuccessThreshold) <= MaxCount &&
+		p.HalfOpenMaxCalls > 0 && int64(p.HalfOpenMaxCalls) <= MaxCount &&
 		(p.FailureWindow == 0 || p.FailureWindow >= time.Millisecond) &&
 		p.Timeout >= time.Millisecond && p.ProbeTimeout >= time.Millisecond {
 		return nil
@@ -204,6 +206,13 @@ func (p Policy) problems() error {
 	}
 	pos("SuccessThreshold", p.SuccessThreshold)
 	pos("HalfOpenMaxCalls", p.HalfOpenMaxCalls)
+	atMost := func(field string, v int, limit int64) {
+		if int64(v) > limit {
+			errs = append(errs, fmt.Errorf("tripline: Policy.%s is %d, more than %d", field, v, limit))
+		}
+	}
+	atMost("SuccessThreshold", p.SuccessThreshold, MaxCount)
+	atMost("HalfOpenMaxCalls", p.HalfOpenMaxCalls, MaxCount)
 	if p.FailureWindow < 0 {
 		errs = append(errs, fmt.Errorf("tripline: Policy.FailureWindow is negative (%s)", p.FailureWindow))
 	}

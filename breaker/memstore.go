@@ -32,8 +32,8 @@ type memCircuit struct {
 	mu          sync.Mutex
 	state       State
 	generation  uint64
-	failures    int     // consecutive mode
-	window      []int64 // window mode: newest failure times (UnixNano), oldest first, at most FailureThreshold
+	failures    int           // consecutive mode
+	window      failureWindow // window mode
 	successes   int
 	leases      []lease
 	lastFailure time.Time
@@ -273,7 +273,7 @@ func (s *memStore) Load(_ context.Context, name string) (Snapshot, error) {
 		Generation:  c.generation,
 	}
 	if w := time.Duration(c.lastWindow.Load()); w > 0 {
-		snap.Failures = c.inWindow(now, w)
+		snap.Failures = c.window.count(now.Add(-w).UnixNano(), now.UnixNano())
 	}
 	for _, l := range c.leases {
 		if now.Before(l.expires) {
@@ -295,7 +295,8 @@ func (s *memStore) Load(_ context.Context, name string) (Snapshot, error) {
 func (c *memCircuit) transition(to State) Transition {
 	t := Transition{From: c.state, To: to, Generation: c.generation + 1}
 	c.state, c.generation = to, t.Generation
-	c.failures, c.window, c.successes, c.leases = 0, c.window[:0], 0, c.leases[:0]
+	c.failures, c.successes, c.leases = 0, 0, c.leases[:0]
+	c.window.clear()
 	c.override = nil
 	c.retryAt = time.Time{}
 	if to == StateClosed {
@@ -319,31 +320,15 @@ func (c *memCircuit) expireOverride(now time.Time) {
 }
 
 // countFailure counts a failure at now and returns the failures that count
-// towards the threshold.
+// towards the threshold: in window mode those within the trailing window
+// ending at now, of which only the newest FailureThreshold are kept (more
+// never decide anything).
 func (c *memCircuit) countFailure(now time.Time, p Policy) int {
 	if p.FailureWindow == 0 {
 		c.failures++
 		return c.failures
 	}
-	// Only the newest FailureThreshold failures can decide a trip.
-	if len(c.window) >= p.FailureThreshold {
-		n := copy(c.window, c.window[len(c.window)-p.FailureThreshold+1:])
-		c.window = c.window[:n]
-	}
-	c.window = append(c.window, now.UnixNano())
-	return c.inWindow(now, p.FailureWindow)
-}
-
-// inWindow counts the failures within the trailing window ending at now.
-func (c *memCircuit) inWindow(now time.Time, window time.Duration) int {
-	from := now.Add(-window).UnixNano()
-	n := 0
-	for _, t := range c.window {
-		if t > from {
-			n++
-		}
-	}
-	return n
+	return c.window.add(now.UnixNano(), now.Add(-p.FailureWindow).UnixNano(), p.FailureThreshold)
 }
 
 func (c *memCircuit) dropLapsed(now time.Time) {

@@ -51,6 +51,12 @@ type Store interface {
 	Load(ctx context.Context, name string) (Snapshot, error)
 }
 
+// MaxCount bounds Policy.SuccessThreshold and Policy.HalfOpenMaxCalls
+// (MaxFailureThreshold bounds FailureThreshold): 2^53-1, the largest
+// integer a Redis script holds exactly. Policy.Validate checks both bounds,
+// and the Redis scripts refuse the same numbers.
+const MaxCount = 1<<53 - 1
+
 // Policy is the part of Config that a Store needs to run the state machine.
 // Breaker passes it, with defaults applied, on every call.
 type Policy struct {

@@ -144,10 +144,10 @@ func onEveryNode(t *testing.T, d deployment, args ...string) {
 // scriptSHAs pins the SHA1 of every script, as store/redis's unit test
 // does; a change to a .lua file must update both, deliberately.
 var scriptSHAs = map[string]string{
-	"admit":  "b51049141df30607f4705f36cd0b076d45f42910",
-	"record": "f00ad9f8fd6a36023b803f895c87fe095283e32b",
-	"apply":  "c5dcb5ee68e77c8d2559776e7e319c9e7b699016",
-	"load":   "18082b6bb523d052d558973e41c733b9b26b8114",
+	"admit":  "dabf58e9132e817c0f08c19f1554328e82eb724c",
+	"record": "82478fb8c208f802ac582f8d03fc65f5a71b4e4e",
+	"apply":  "8a0849bf5647cbd8280a44914c0ac2cba122ab3f",
+	"load":   "bac804d5f5371d136e42efd3b10213c885721b81",
 }
 
 // TestRedisScriptSHAs: real Redis (every node of a Cluster) gives each

@@ -1,10 +1,11 @@
 -- admit.lua: may one call on the circuit run now? (memStore.Admit)
 -- ARGV[5..10] the policy (see lib.lua).
 -- Reply: "allowed state generation probe retry_after_us from to tgen
--- failures override", where tgen = 0 means no transition, failures is the
--- consecutive failure count (0 in window mode), and override the override
--- mode (0 none, 1 force-open, 2 force-close): a replica's local view of the
--- circuit is refreshed from it.
+-- failures override seq", where tgen = 0 means no transition, failures is
+-- the consecutive failure count (0 in window mode), override the override
+-- mode (0 none, 1 force-open, 2 force-close) and seq the circuit's failure
+-- sequence number (see record.lua): a replica's local view of the circuit
+-- is refreshed from it.
 local m = memo()
 if m then return m end
 
@@ -12,7 +13,7 @@ local p = policy()
 local now = now_us()
 local c = load(now)
 if not c.exists then
-  return reply(c, { 1, 0, 0, 0, 0, 0, 0, 0, 0, 0 })
+  return reply(c, { 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 })
 end
 
 -- The window of the policy last used is kept for Load.
@@ -34,17 +35,17 @@ end
 
 if c.st == 0 then
   finish()
-  return reply(c, { 1, 0, c.g, 0, 0, 0, 0, 0, c.f, c.om })
+  return reply(c, { 1, 0, c.g, 0, 0, 0, 0, 0, c.f, c.om, c.seq })
 end
 
 if c.st == 1 then
   if c.om == 1 then
     finish()
-    return reply(c, { 0, 1, c.g, 0, retry_after(c, now), 0, 0, 0, 0, 1 })
+    return reply(c, { 0, 1, c.g, 0, retry_after(c, now), 0, 0, 0, 0, 1, c.seq })
   end
   if now < c.ra then
     finish()
-    return reply(c, { 0, 1, c.g, 0, c.ra - now, 0, 0, 0, 0, 0 })
+    return reply(c, { 0, 1, c.g, 0, c.ra - now, 0, 0, 0, 0, 0, c.seq })
   end
   transition(c, 2, 'timeout')
 end
@@ -60,14 +61,13 @@ end
 local f1, f2, f3 = tr_fields(c)
 if held >= p.probes then
   finish()
-  return reply(c, { 0, 2, c.g, 0, first - now, f1, f2, f3, 0, c.om })
+  return reply(c, { 0, 2, c.g, 0, first - now, f1, f2, f3, 0, c.om, c.seq })
 end
 if not c.clear then
   redis.call('ZREMRANGEBYSCORE', P, '-inf', fmt(now))
   redis.call('ZREMRANGEBYSCORE', P, '(' .. fmt(now + MAXDUR), '+inf')
 end
-c.seq = c.seq + 1
-c.lease = { c.seq, now + p.probe_timeout }
+c.lease = { next_seq(c), now + p.probe_timeout }
 c.changed = true
 save(c, now, p.probe_timeout)
-return reply(c, { 1, 2, c.g, c.seq, 0, f1, f2, f3, 0, c.om })
+return reply(c, { 1, 2, c.g, c.seq, 0, f1, f2, f3, 0, c.om, c.seq })

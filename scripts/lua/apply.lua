@@ -30,6 +30,12 @@ if not ok then
   c.exists, c.purge = true, true
   if okg then c.g = num(g) or 0 end
 end
+if c.g >= MAXNUM and kind == 1 then
+  -- The last exact generation (hand-written data): no transition can
+  -- follow it, so a reset starts the circuit over, as if it had expired.
+  c = fresh()
+  c.exists, c.purge = true, true
+end
 if if_exists == 1 and not c.exists then
   return reply(c, { 1, 0, 0, 0, 0, 0 })
 end

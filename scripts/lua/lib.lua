@@ -4,8 +4,12 @@
 --
 -- One circuit's keys, all in one hash slot (KEYS):
 --   KEYS[1]  state hash: st g f s lf oa ra lw seq [om ou oat oac ore]
+--            (seq numbers every failure counted in closed state and every
+--            probe lease: the ids, and what a held-back reset clears)
 --   KEYS[2]  failure window, sorted set: member = sequence number,
---            score = failure time; only the newest FailureThreshold are kept
+--            score = failure time; a failure keeps only the failures
+--            within the window, at most the newest FailureThreshold, and
+--            the key lives as long as the window
 --   KEYS[3]  probe leases, sorted set: member = probe id, score = expiry
 --   KEYS[4]  reply memo of this call (write scripts): the reply of a call
 --            that changed state, kept briefly so that a retried call (same
@@ -25,7 +29,11 @@ local H, W, P, R = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 -- Durations beyond this (100 years, in microseconds) are clamped by the Go
 -- side; scores beyond now + MAXDUR are foreign and ignored.
 local MAXDUR = 3153600000000000
-local MAXNUM = 9007199254740991 -- 2^53 - 1: larger integers are not exact
+-- 2^53 - 1: larger integers are not exact. breaker.MaxCount bounds the
+-- policy's counts by the same number, breaker.MaxFailureThreshold the
+-- threshold by MAXTHRESHOLD.
+local MAXNUM = 9007199254740991
+local MAXTHRESHOLD = 100000
 
 local function fmt(n) return string.format('%.0f', n) end
 
@@ -119,8 +127,13 @@ end
 -- transition moves the circuit to a new generation in state to, clearing
 -- every counter, lease and the override (apply sets its override after)
 -- and RetryAt (open sets it after). OpenedAt survives into half-open;
--- closing clears it and LastFailure too.
+-- closing clears it and LastFailure too. A circuit at the last exact
+-- generation cannot move on: that is hand-written data, refused before any
+-- write (a reset starts such a circuit over, see apply.lua).
 local function transition(c, to, cause)
+  if c.g >= MAXNUM then
+    error('TRIPLINE_CORRUPT field g of ' .. quote(H) .. ' is ' .. fmt(c.g) .. ', the last generation', 0)
+  end
   c.tr = { from = c.st, to = to, g = c.g + 1, cause = cause }
   c.st, c.g, c.f, c.s = to, c.g + 1, 0, 0
   c.om, c.ou, c.oat, c.oac, c.ore = 0, 0, 0, '', ''
@@ -134,6 +147,23 @@ end
 local function open(c, now, timeout)
   transition(c, 1, 'outcome')
   c.oa, c.ra = now, now + timeout
+end
+
+-- next_seq numbers a failure or a lease. It wraps to 1 rather than write
+-- a number load refuses (2^53 numbers: only hand-written data gets there).
+local function next_seq(c)
+  if c.seq >= MAXNUM then c.seq = 0 end
+  c.seq = c.seq + 1
+  return c.seq
+end
+
+-- clear_to clears the consecutive failures counted up to failure sequence
+-- number known: a held-back reset stands for a success that came when its
+-- replica had heard of no failure after known, so it keeps every failure
+-- numbered after it. A sequence behind known (the circuit expired, or was
+-- lost, and started over) tells nothing: the count is kept.
+local function clear_to(c, known)
+  if c.seq >= known then c.f = math.min(c.f, c.seq - known) end
 end
 
 -- ttl is how long the circuit's keys live after this write (ms): the idle
@@ -150,18 +180,25 @@ end
 
 -- save writes the whole circuit. It deletes a damaged circuit's keys
 -- (c.purge: a reset that could not read them) or clears the window and
--- leases after a transition; adds the failure (c.failure = {member, time})
--- and the probe lease (c.lease = {id, expiry}) the call made; trims the
--- window to the newest c.keep failures; sets every written key's TTL; and
--- publishes the transition: "1 <name> <from> <to> <generation> <time>
--- <cause> <retry at>" (retry at: 0 unless the circuit is open with an end).
+-- leases after a transition; releases the probe lease c.release; adds the
+-- failure (c.failure = {member, time}) and the probe lease (c.lease = {id,
+-- expiry}) the call made; trims the window to the failures within it
+-- (c.window) and to the newest c.keep of those; sets every written key's
+-- TTL; and publishes the transition: "1 <name> <from> <to> <generation>
+-- <time> <cause> <retry at>" (retry at: 0 unless the circuit is open with
+-- an end). Each window command costs O(log n) plus what it removes.
 local function save(c, now, probe_timeout)
   if c.purge then
     redis.call('DEL', H, W, P)
   elseif c.clear then
     redis.call('DEL', W, P)
   end
+  if c.release and not c.clear then
+    redis.call('ZREM', P, fmt(c.release))
+  end
   if c.failure then
+    redis.call('ZREMRANGEBYSCORE', W, '-inf', fmt(now - c.window))
+    redis.call('ZREMRANGEBYSCORE', W, '(' .. fmt(now), '+inf')
     redis.call('ZADD', W, fmt(c.failure[2]), fmt(c.failure[1]))
     redis.call('ZREMRANGEBYRANK', W, '0', fmt(-(c.keep + 1)))
   end
@@ -178,8 +215,10 @@ local function save(c, now, probe_timeout)
   end
   local ms = ttl(c, now, probe_timeout)
   redis.call('PEXPIRE', H, ms)
-  if c.failure then redis.call('PEXPIRE', W, ms) end
-  if c.lease or c.released then redis.call('PEXPIRE', P, ms) end
+  -- The newest failure counts until now + window: the window may go then
+  -- (a millisecond later, as expiry has milliseconds).
+  if c.failure then redis.call('PEXPIRE', W, fmt(math.ceil(c.window / 1000) + 1)) end
+  if c.lease or (c.release and not c.clear) then redis.call('PEXPIRE', P, ms) end
   if c.tr then
     redis.call('PUBLISH', CHANNEL, '1 ' .. ENC .. ' ' .. c.tr.from .. ' ' .. c.tr.to .. ' ' ..
       fmt(c.tr.g) .. ' ' .. fmt(now) .. ' ' .. c.tr.cause .. ' ' .. fmt(c.ra))
@@ -224,10 +263,11 @@ local function memo()
   return nil
 end
 
--- policy reads a breaker.Policy from ARGV[5..10] (durations in us).
+-- policy reads a breaker.Policy from ARGV[5..10] (durations in us), with
+-- the bounds of breaker.Policy.Validate.
 local function policy()
   return {
-    threshold = arg(5, 'FailureThreshold', 1, 100000),
+    threshold = arg(5, 'FailureThreshold', 1, MAXTHRESHOLD),
     window = arg(6, 'FailureWindow', 0, MAXDUR),
     timeout = arg(7, 'Timeout', 1000, MAXDUR),
     successes = arg(8, 'SuccessThreshold', 1, MAXNUM),

@@ -3,7 +3,8 @@
 -- Reply: { "exists state failures successes probes last_failure opened_at
 -- retry_at generation override_mode override_until override_at",
 -- actor, reason }. Failures in window mode are counted with the window
--- of the policy last used on the circuit.
+-- of the policy last used on the circuit; a failure time later than now
+-- is not one a script wrote, and is not counted.
 local now = now_us()
 local c = load(now)
 if not c.exists then
@@ -11,7 +12,7 @@ if not c.exists then
 end
 local failures = c.f
 if c.lw > 0 then
-  failures = redis.call('ZCOUNT', W, '(' .. fmt(now - c.lw), '+inf')
+  failures = redis.call('ZCOUNT', W, '(' .. fmt(now - c.lw), fmt(now))
 end
 local probes = redis.call('ZCOUNT', P, '(' .. fmt(now), fmt(now + MAXDUR))
 local fields = { 1, c.st, failures, c.s, probes, c.lf, c.oa, c.ra, c.g, c.om, c.ou, c.oat }

@@ -1,11 +1,16 @@
 -- record.lua: count the outcome of an admitted call. (memStore.Record)
 -- ARGV[5..10] the policy (see lib.lua), ARGV[11] kind (1 success,
 -- 2 failure), ARGV[12] the call's generation, ARGV[13] its probe id,
--- ARGV[14] reset first (1: a closed, consecutive-mode failure zeroes the
--- count before it counts itself; the success that reset it was not sent).
+-- ARGV[14] reset first: 1 when the call carries a reset its replica held
+-- back for a success (a success: that reset; a failure: the reset, then
+-- the failure), in closed state and consecutive mode; ARGV[15] the failure
+-- sequence number (seq) the replica had learned when that success came:
+-- the reset clears only the failures counted up to it (lib.lua clear_to),
+-- so a replica that holds a reset back never clears failures counted after
+-- the success. A success sent as it comes (reset first 0) clears them all.
 -- Reply: "ignored state generation from to tgen failures retry_after_us
--- override" (tgen = 0: no transition; failures, retry_after_us and
--- override as in admit.lua), so the caller learns the circuit's state.
+-- override seq" (tgen = 0: no transition; failures, retry_after_us,
+-- override and seq as in admit.lua), so the caller learns the circuit.
 local m = memo()
 if m then return m end
 
@@ -14,6 +19,7 @@ local kind = arg(11, 'outcome kind', 1, 2)
 local gen = arg(12, 'generation', 0, MAXNUM)
 local probe = arg(13, 'probe', 0, MAXNUM)
 local reset_first = arg(14, 'reset first', 0, 1)
+local known = arg(15, 'known failure sequence', 0, MAXNUM)
 local now = now_us()
 local c = load(now)
 
@@ -21,7 +27,7 @@ if not c.exists and (gen ~= 0 or kind == 1) then
   -- A success on a circuit with no state changes nothing.
   local ignored = 0
   if gen ~= 0 then ignored = 1 end
-  return reply(c, { ignored, 0, 0, 0, 0, 0, 0, 0, 0 })
+  return reply(c, { ignored, 0, 0, 0, 0, 0, 0, 0, 0, 0 })
 end
 
 local dirty = c.lw ~= p.window
@@ -30,7 +36,7 @@ c.lw = p.window
 local function done(ignored)
   if dirty then save(c, now, p.probe_timeout) end
   local f1, f2, f3 = tr_fields(c)
-  return reply(c, { ignored, c.st, c.g, f1, f2, f3, c.f, retry_after(c, now), c.om })
+  return reply(c, { ignored, c.st, c.g, f1, f2, f3, c.f, retry_after(c, now), c.om, c.seq })
 end
 
 if gen ~= c.g then
@@ -38,35 +44,30 @@ if gen ~= c.g then
 end
 
 if c.st == 0 then
+  local f = c.f
   if kind == 1 then
     -- Window mode: successes erase nothing (f is unused there).
-    if c.f ~= 0 then
-      c.f = 0
+    if reset_first == 1 then clear_to(c, known) else c.f = 0 end
+    if c.f ~= f then
       dirty, c.changed = true, true
     end
     return done(0)
   end
   c.lf = now
   c.changed, dirty = true, true
+  if reset_first == 1 then clear_to(c, known) end
+  local seq = next_seq(c)
   local count
   if p.window == 0 then
-    if reset_first == 1 then c.f = 0 end
-    c.f = c.f + 1
+    c.f = math.min(c.f + 1, MAXNUM)
     count = c.f
   else
-    -- Only the newest FailureThreshold failures can decide a trip: the
-    -- window keeps those, and counts the ones after now - window.
-    local from = now - p.window
-    count = 1 -- this failure
-    if p.threshold > 1 then
-      local kept = redis.call('ZRANGE', W, fmt(-(p.threshold - 1)), '-1', 'WITHSCORES')
-      for i = 2, #kept, 2 do
-        if tonumber(kept[i]) > from then count = count + 1 end
-      end
-    end
-    c.seq = c.seq + 1
-    c.failure = { c.seq, now }
-    c.keep = p.threshold
+    -- The failures within the window, this one included; a time later
+    -- than now is not one a script wrote (save drops it). The window holds
+    -- at most the newest FailureThreshold: more never decide anything.
+    count = redis.call('ZCOUNT', W, '(' .. fmt(now - p.window), fmt(now)) + 1
+    c.failure = { seq, now }
+    c.window, c.keep = p.window, p.threshold
   end
   if count < p.threshold then
     return done(0)
@@ -84,8 +85,7 @@ if c.st == 2 then
   if not exp or tonumber(exp) <= now then
     return done(1) -- a lapsed or unknown probe permit
   end
-  redis.call('ZREM', P, fmt(probe))
-  c.released, c.changed, dirty = true, true, true
+  c.release, c.changed, dirty = probe, true, true
   if kind == 2 then
     c.lf = now
     open(c, now, p.timeout)

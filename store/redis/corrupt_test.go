@@ -3,6 +3,7 @@ package redisstore_test
 import (
 	"context"
 	"errors"
+	"math"
 	"testing"
 	"time"
 
@@ -158,4 +159,111 @@ func TestStoreErrorsAreErrors(t *testing.T) {
 			assert.Error(t, err)
 		})
 	}
+}
+
+// TestHandWrittenLimits (issue 17): hand-written numbers at the scripts'
+// limits never make a script write a value it cannot read back. A circuit
+// at the last exact generation (2^53-1) cannot make a transition: a call
+// that would make one fails with ErrCorrupt and writes nothing, and a
+// reset starts the circuit over at generation 1. A failure sequence number
+// at the limit wraps.
+func TestHandWrittenLimits(t *testing.T) {
+	ctx := context.Background()
+	const last = "9007199254740991"
+	p := policy(2)
+
+	t.Run("last generation", func(t *testing.T) {
+		f := newFakeRedis(t)
+		s := f.store(t, redisstore.WithStrict())
+		hash := s.Keys("c")[0]
+		_, err := s.Record(ctx, "c", p, breaker.Outcome{Kind: breaker.OutcomeFailure})
+		require.NoError(t, err)
+		f.HSet(hash, "g", last)
+		snap, err := s.Load(ctx, "c")
+		require.NoError(t, err, "a circuit at the last generation is readable")
+		require.Equal(t, uint64(breaker.MaxCount), snap.Generation)
+		a, err := s.Admit(ctx, "c", p)
+		require.NoError(t, err)
+		require.True(t, a.Allowed, "closed: no transition needed")
+
+		before := f.Dump()
+		_, err = s.Record(ctx, "c", p, breaker.Outcome{Kind: breaker.OutcomeFailure, Generation: a.Generation})
+		assert.ErrorIs(t, err, redisstore.ErrCorrupt, "a failure that would trip")
+		_, err = s.Apply(ctx, "c", breaker.Command{Kind: breaker.CommandForceOpen})
+		assert.ErrorIs(t, err, redisstore.ErrCorrupt, "force-open")
+		assert.Equal(t, before, f.Dump(), "a refused call wrote something")
+
+		r, err := s.Apply(ctx, "c", breaker.Command{Kind: breaker.CommandReset})
+		require.NoError(t, err, "a reset starts the circuit over")
+		assert.Equal(t, breaker.Result{State: breaker.StateClosed, Generation: 1,
+			Transition: breaker.Transition{From: breaker.StateClosed, To: breaker.StateClosed, Generation: 1}}, r)
+		snap, err = s.Load(ctx, "c")
+		require.NoError(t, err, "readable after the reset")
+		assert.Equal(t, uint64(1), snap.Generation)
+		assert.Zero(t, snap.Failures)
+		f.requireAllKeysExpire(t)
+	})
+
+	t.Run("last generation, unreadable otherwise", func(t *testing.T) {
+		f := newFakeRedis(t)
+		s := f.store(t, redisstore.WithStrict())
+		hash := s.Keys("c")[0]
+		_, err := s.Record(ctx, "c", p, breaker.Outcome{Kind: breaker.OutcomeFailure})
+		require.NoError(t, err)
+		f.HSet(hash, "g", last)
+		f.HSet(hash, "st", "zz")
+		r, err := s.Apply(ctx, "c", breaker.Command{Kind: breaker.CommandReset})
+		require.NoError(t, err, "a reset repairs the circuit")
+		assert.Equal(t, uint64(1), r.Generation)
+		_, err = s.Load(ctx, "c")
+		require.NoError(t, err)
+	})
+
+	t.Run("last failure sequence number", func(t *testing.T) {
+		f := newFakeRedis(t)
+		s := f.store(t, redisstore.WithStrict())
+		windowed := p
+		windowed.FailureWindow = time.Minute
+		for name, q := range map[string]breaker.Policy{"consecutive": p, "window": windowed} {
+			hash := s.Keys(name)[0]
+			_, err := s.Record(ctx, name, q, breaker.Outcome{Kind: breaker.OutcomeFailure})
+			require.NoError(t, err)
+			f.HSet(hash, "seq", last)
+			_, err = s.Record(ctx, name, q, breaker.Outcome{Kind: breaker.OutcomeSuccess})
+			require.NoError(t, err)
+			_, err = s.Record(ctx, name, q, breaker.Outcome{Kind: breaker.OutcomeFailure})
+			require.NoError(t, err, name)
+			assert.Equal(t, "1", f.HGet(hash, "seq"), "%s: the sequence wraps", name)
+			_, err = s.Load(ctx, name)
+			require.NoError(t, err, name)
+		}
+	})
+}
+
+// TestForeignWindowScores (issue 17): a failure time later than now (a
+// hand-written score, +inf included) is not a failure: it is not counted,
+// and the next failure drops it, as admissions drop such probe leases.
+func TestForeignWindowScores(t *testing.T) {
+	ctx := context.Background()
+	f := newFakeRedis(t)
+	s := f.store(t, redisstore.WithStrict())
+	p := policy(3)
+	p.FailureWindow = time.Minute
+	_, err := s.Record(ctx, "c", p, breaker.Outcome{Kind: breaker.OutcomeFailure})
+	require.NoError(t, err)
+	window := s.Keys("c")[1]
+	_, err = f.ZAdd(window, math.Inf(1), "inf")
+	require.NoError(t, err)
+	_, err = f.ZAdd(window, float64(f.Now().Add(time.Hour).UnixMicro()), "future")
+	require.NoError(t, err)
+
+	snap, err := s.Load(ctx, "c")
+	require.NoError(t, err)
+	assert.Equal(t, 1, snap.Failures, "Load counts only the failure at or before now")
+	r, err := s.Record(ctx, "c", p, breaker.Outcome{Kind: breaker.OutcomeFailure})
+	require.NoError(t, err)
+	assert.Equal(t, breaker.StateClosed, r.State, "2 failures of 3: no trip")
+	members, err := f.ZMembers(window)
+	require.NoError(t, err)
+	assert.Len(t, members, 2, "the foreign scores are dropped: %v", members)
 }

@@ -4,19 +4,32 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/tripline/tripline/breaker"
 )
 
+// heldReset is a reset that a replica held back for a closed-state success
+// (consecutive mode), as a record call carries it. It clears only the
+// failures counted up to known, the failure sequence number the replica
+// had learned when the success came (see record.lua): a failure counted
+// after the success, by another replica, is never cleared by it.
+type heldReset struct {
+	ok    bool
+	known uint64
+}
+
 // queueReset holds back the reset that a closed-state success of generation
 // gen causes, for the next flush: one write per circuit per flush interval
-// at most, however many successes come.
-func (s *Store) queueReset(c *circuit, p breaker.Policy, gen uint64) {
+// at most, however many successes come. known is the failure sequence
+// number the success's view had learned.
+func (s *Store) queueReset(c *circuit, p breaker.Policy, gen, known uint64) {
 	if pp := c.resetPolicy.Load(); pp == nil || *pp != p {
 		np := p
 		c.resetPolicy.Store(&np)
 	}
+	raise(&c.resetSeq, known)
 	if c.pending.Swap(gen+1) != 0 {
 		return // already queued
 	}
@@ -57,10 +70,22 @@ func (s *Store) flushAll() error {
 	return s.flush(context.Background(), list)
 }
 
+// raise sets a to v if v is larger. The successes a held-back reset stands
+// for all came before it is sent, so it may clear up to the largest failure
+// sequence number any of them had learned.
+func raise(a *atomic.Uint64, v uint64) {
+	for old := a.Load(); v > old; old = a.Load() {
+		if a.CompareAndSwap(old, v) {
+			return
+		}
+	}
+}
+
 // resetItem is one circuit's reset in a flush.
 type resetItem struct {
-	c   *circuit
-	gen uint64
+	c     *circuit
+	gen   uint64
+	known uint64 // see heldReset
 }
 
 // flush sends the pending reset of each circuit in list (those still
@@ -93,6 +118,7 @@ func (s *Store) flush(ctx context.Context, list []*circuit) error {
 		// neither set would queue the same reset again (recordLocal).
 		c.sending.Store(c.pending.Load())
 		g := c.pending.Swap(0)
+		known := c.resetSeq.Swap(0)
 		if g == 0 {
 			c.sending.Store(0)
 			c.mu.Unlock()
@@ -105,7 +131,7 @@ func (s *Store) flush(ctx context.Context, list []*circuit) error {
 			continue
 		}
 		c.ownFailure.Store(false)
-		batch = append(batch, resetItem{c: c, gen: g - 1})
+		batch = append(batch, resetItem{c: c, gen: g - 1, known: known})
 	}
 	if len(batch) == 0 {
 		return nil
@@ -115,7 +141,7 @@ func (s *Store) flush(ctx context.Context, list []*circuit) error {
 	for i, it := range batch {
 		keys[i] = it.c.keys.list(s.callID())
 		o := breaker.Outcome{Kind: breaker.OutcomeSuccess, Generation: it.gen}
-		args[i] = s.recordArgs(it.c, *it.c.resetPolicy.Load(), o, false)
+		args[i] = s.recordArgs(it.c, *it.c.resetPolicy.Load(), o, heldReset{ok: true, known: it.known})
 	}
 	at := s.mark()
 	replies, errs := s.evalMany(ctx, recordScript, keys, args)

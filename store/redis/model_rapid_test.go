@@ -117,19 +117,21 @@ func modelTransition(from, to, gen uint64) (breaker.Transition, bool) {
 // that is not a state, a transition between states, or a half-open
 // admission without a probe permit.
 func FuzzScriptReply(f *testing.F) {
-	// admit: "allowed state generation probe retry_after_us from to tgen failures override"
+	// admit: "allowed state generation probe retry_after_us from to tgen failures override seq"
+	f.Add("1 0 5 0 0 0 0 0 0 0 0", "", "", uint8(0))
+	f.Add("1 0 5 0 0 0 0 0 2 2 7", "", "", uint8(0))
+	f.Add("1 2 7 3 0 1 2 7 0 0 3", "", "", uint8(0))
+	f.Add("0 1 4 0 250000 0 0 0 0 0 4", "", "", uint8(0))
+	f.Add("0 1 4 0 0 0 0 0 0 1 0", "", "", uint8(0))
+	f.Add("0 1 4 0 9223372036854776 0 0 0 0 0 0", "", "", uint8(0))
+	f.Add("1 2 7 0 0 1 2 7 0 0 0", "", "", uint8(0))
+	f.Add("1 0 5 0 0 0 0 0 0 3 0", "", "", uint8(0))
 	f.Add("1 0 5 0 0 0 0 0 0 0", "", "", uint8(0))
-	f.Add("1 0 5 0 0 0 0 0 2 2", "", "", uint8(0))
-	f.Add("1 2 7 3 0 1 2 7 0 0", "", "", uint8(0))
-	f.Add("0 1 4 0 250000 0 0 0 0 0", "", "", uint8(0))
-	f.Add("0 1 4 0 0 0 0 0 0 1", "", "", uint8(0))
-	f.Add("0 1 4 0 9223372036854776 0 0 0 0 0", "", "", uint8(0))
-	f.Add("1 2 7 0 0 1 2 7 0 0", "", "", uint8(0))
-	f.Add("1 0 5 0 0 0 0 0 0 3", "", "", uint8(0))
-	// record: "ignored state generation from to tgen failures retry_after_us override"
+	// record: "ignored state generation from to tgen failures retry_after_us override seq"
+	f.Add("0 1 3 0 1 3 0 250000 0 12", "", "", uint8(0))
+	f.Add("0 0 0 0 0 0 2 0 0 9007199254740991", "", "", uint8(0))
+	f.Add("1 1 3 0 0 0 0 0 1 0", "", "", uint8(0))
 	f.Add("0 1 3 0 1 3 0 250000 0", "", "", uint8(0))
-	f.Add("0 0 0 0 0 0 2 0 0", "", "", uint8(0))
-	f.Add("1 1 3 0 0 0 0 0 1", "", "", uint8(0))
 	// apply: "flag state generation from to tgen"
 	f.Add("0 1 3 0 1 3", "", "", uint8(0))
 	f.Add("1 0 0 0 0 0", "", "", uint8(0))
@@ -163,7 +165,7 @@ func FuzzScriptReply(f *testing.F) {
 
 		// Admit.
 		a, err := st.Admit(ctx, "svc", p)
-		if f, ok, big := modelFields(reply, 10); !ok {
+		if f, ok, big := modelFields(reply, 11); !ok {
 			corrupt(err, "Admit")
 		} else if tr, trOK := modelTransition(f[5], f[6], f[7]); f[0] > 1 || f[1] > 2 || f[9] > 2 || !trOK || (f[0] == 1 && f[1] == 2 && f[3] == 0) {
 			corrupt(err, "Admit")
@@ -182,7 +184,7 @@ func FuzzScriptReply(f *testing.F) {
 
 		// Record.
 		r, rerr := st.Record(ctx, "svc", p, breaker.Outcome{Kind: breaker.OutcomeFailure, Generation: 1})
-		if f, ok, big := modelFields(reply, 9); !ok {
+		if f, ok, big := modelFields(reply, 10); !ok {
 			corrupt(rerr, "Record")
 		} else if tr, trOK := modelTransition(f[3], f[4], f[5]); f[0] > 1 || f[1] > 2 || f[8] > 2 || !trOK {
 			corrupt(rerr, "Record")

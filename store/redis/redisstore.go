@@ -44,10 +44,14 @@
 //     reset it causes is queued and sent in the background, coalesced per
 //     circuit: one write per circuit per WithFlushInterval (50ms) at most.
 //     A failure sent while a reset is queued carries it ("reset first":
-//     the script zeroes the count, then counts the failure), and one sent
+//     the script clears the count, then counts the failure), and one sent
 //     while a reset is on its way waits for it, so this Store's own
 //     outcomes count in the order they came. Load sends a queued reset
-//     first.
+//     first. A held-back reset clears only the failures counted before
+//     its success: every reply carries the circuit's failure sequence
+//     number, the reset carries the last one the view had learned when
+//     the success came, and the script keeps every failure numbered after
+//     it (another replica's, counted while the reset waited).
 //   - open: Admit rejects without asking Redis until the retry time. The
 //     time left that Redis gave (RetryAfter, or RetryAt - At of an event)
 //     becomes a deadline on the local monotonic clock when it arrives;
@@ -85,10 +89,11 @@
 //     from when the request was sent).
 //   - Consecutive mode across replicas: a success resets the count only
 //     through a replica that knows failures may be counted (its own, or a
-//     count its last reply gave, at most WithMaxStaleness old). A success
-//     on a replica that has not heard of another's failures does not erase
-//     them, so the circuit may trip earlier than a strict store would let
-//     it. For one replica the count is exact. Window mode is unaffected
+//     count its last reply gave, at most WithMaxStaleness old), and only
+//     the failures that replica had heard of. A success on a replica that
+//     has not heard of another's failures does not erase them, so the
+//     circuit may trip earlier than a strict store would let it, never
+//     later. For one replica the count is exact. Window mode is unaffected
 //     (successes erase nothing).
 //
 // The view of a circuit is a few words. A Store keeps one for every name it
@@ -103,7 +108,7 @@
 // hash slot and runs on Redis Cluster:
 //
 //	<prefix>:{<name>}        hash: state, generation, counters, override (who, why, when)
-//	<prefix>:{<name>}:w      sorted set: the newest FailureThreshold failure times (window mode)
+//	<prefix>:{<name>}:w      sorted set: the failure times within the window, at most FailureThreshold (window mode)
 //	<prefix>:{<name>}:p      sorted set: probe permits and their expiry (half-open)
 //	<prefix>:{<name>}:r:<id> string: the reply of one call, for a retry of it
 //	<prefix>:events          pub/sub channel of every transition
@@ -667,7 +672,7 @@ func (s *Store) admitRemote(ctx context.Context, c *circuit, p breaker.Policy) (
 	if err != nil {
 		return breaker.Admission{}, err
 	}
-	var f [10]int64
+	var f [11]int64
 	if err := parseReply(v, f[:]); err != nil {
 		return breaker.Admission{}, s.badReply("admit", c.name, v, err)
 	}
@@ -683,7 +688,7 @@ func (s *Store) admitRemote(ctx context.Context, c *circuit, p breaker.Policy) (
 		return breaker.Admission{}, s.badReply("admit", c.name, v, err)
 	}
 	a.Transition = t
-	s.learn(c, fact{state: a.State, gen: a.Generation, failures: f[8] > 0, override: f[9], retry: a.RetryAfter}, at)
+	s.learn(c, fact{state: a.State, gen: a.Generation, failures: f[8] > 0, override: f[9], retry: a.RetryAfter, seq: uint64(f[10])}, at)
 	return a, nil
 }
 
@@ -709,23 +714,24 @@ func (s *Store) Record(ctx context.Context, name string, p breaker.Policy, o bre
 	if r, ok := s.recordLocal(c, p, o); ok {
 		return r, nil
 	}
-	resetFirst := s.beforeFailure(c, p, o)
-	return s.recordRemote(ctx, c, p, o, resetFirst)
+	reset := s.beforeFailure(c, p, o)
+	return s.recordRemote(ctx, c, p, o, reset)
 }
 
-// recordArgs are the record script's arguments.
-func (s *Store) recordArgs(c *circuit, p breaker.Policy, o breaker.Outcome, resetFirst bool) []any {
-	args := appendPolicy(s.baseArgs(c.keys, 10), p)
+// recordArgs are the record script's arguments: the outcome, and the reset
+// it carries, if any.
+func (s *Store) recordArgs(c *circuit, p breaker.Policy, o breaker.Outcome, reset heldReset) []any {
+	args := appendPolicy(s.baseArgs(c.keys, 11), p)
 	flag := 0
-	if resetFirst {
+	if reset.ok {
 		flag = 1
 	}
-	return append(args, int(o.Kind), exact(o.Generation), exact(o.Probe), flag)
+	return append(args, int(o.Kind), exact(o.Generation), exact(o.Probe), flag, exact(reset.known))
 }
 
 // recordRemote runs the record script and refreshes the view from its reply.
-func (s *Store) recordRemote(ctx context.Context, c *circuit, p breaker.Policy, o breaker.Outcome, resetFirst bool) (breaker.Result, error) {
-	args := s.recordArgs(c, p, o, resetFirst)
+func (s *Store) recordRemote(ctx context.Context, c *circuit, p breaker.Policy, o breaker.Outcome, reset heldReset) (breaker.Result, error) {
+	args := s.recordArgs(c, p, o, reset)
 	at := s.mark()
 	v, err := s.runText(ctx, "record", c.name, recordScript, c.keys.list(s.callID()), args, o.Probe)
 	if err != nil {
@@ -740,9 +746,9 @@ func (s *Store) recordRemote(ctx context.Context, c *circuit, p breaker.Policy, 
 }
 
 // recordReply parses the reply of the record script: "ignored state
-// generation from to tgen failures retry_after_us override".
+// generation from to tgen failures retry_after_us override seq".
 func (s *Store) recordReply(name, v string) (breaker.Result, fact, error) {
-	var f [9]int64
+	var f [10]int64
 	r, err := s.result("record", name, v, f[:])
 	if err != nil {
 		return breaker.Result{}, fact{}, err
@@ -750,7 +756,7 @@ func (s *Store) recordReply(name, v string) (breaker.Result, fact, error) {
 	if f[8] > 2 {
 		return breaker.Result{}, fact{}, s.badReply("record", name, v, nil)
 	}
-	return r, fact{state: r.State, gen: r.Generation, failures: f[6] > 0, override: f[8], retry: micros(f[7])}, nil
+	return r, fact{state: r.State, gen: r.Generation, failures: f[6] > 0, override: f[8], retry: micros(f[7]), seq: uint64(f[9])}, nil
 }
 
 // Apply implements breaker.Store: one script call. Actor and Reason (at most

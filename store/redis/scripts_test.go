@@ -21,10 +21,10 @@ import (
 var scriptSHAs = []struct {
 	name, src, sha string
 }{
-	{"admit", lua.Admit, "b51049141df30607f4705f36cd0b076d45f42910"},
-	{"record", lua.Record, "f00ad9f8fd6a36023b803f895c87fe095283e32b"},
-	{"apply", lua.Apply, "c5dcb5ee68e77c8d2559776e7e319c9e7b699016"},
-	{"load", lua.Load, "18082b6bb523d052d558973e41c733b9b26b8114"},
+	{"admit", lua.Admit, "dabf58e9132e817c0f08c19f1554328e82eb724c"},
+	{"record", lua.Record, "82478fb8c208f802ac582f8d03fc65f5a71b4e4e"},
+	{"apply", lua.Apply, "8a0849bf5647cbd8280a44914c0ac2cba122ab3f"},
+	{"load", lua.Load, "bac804d5f5371d136e42efd3b10213c885721b81"},
 	{"settle", lua.Settle, "b2f421621ebc1ae79e10ec98c46f7e4665023194"},
 }
 
@@ -62,4 +62,44 @@ func TestApplyScriptBoundsNotes(t *testing.T) {
 	ok := strings.Repeat("x", redisstore.MaxNoteLen)
 	_, err := s.Apply(context.Background(), "c", breaker.Command{Kind: breaker.CommandForceOpen, Actor: ok, Reason: ok})
 	require.NoError(t, err, "MaxNoteLen bytes are allowed")
+}
+
+// TestScriptBoundsArePolicyBounds: the scripts accept a policy's counts up
+// to the bounds breaker.Policy.Validate sets, and refuse one more before
+// any write, so no policy New accepts is refused by Redis (a Breaker would
+// run degraded for ever).
+func TestScriptBoundsArePolicyBounds(t *testing.T) {
+	f := newFakeRedis(t)
+	c := f.client(t)
+	s := f.store(t, redisstore.WithStrict())
+	keys := append(s.Keys("c"), s.Keys("c")[0]+":r:test")
+	base := breaker.Policy{FailureThreshold: 5, Timeout: time.Second, SuccessThreshold: 1, HalfOpenMaxCalls: 1, ProbeTimeout: time.Second}
+	maxCount := int64(breaker.MaxCount) // an int64 first: int may be 32 bits
+	for _, tc := range []struct {
+		field string
+		set   func(p *breaker.Policy, v int64)
+		limit int64
+	}{
+		{"FailureThreshold", func(p *breaker.Policy, v int64) { p.FailureThreshold = int(v) }, breaker.MaxFailureThreshold},
+		{"SuccessThreshold", func(p *breaker.Policy, v int64) { p.SuccessThreshold = int(v) }, maxCount},
+		{"HalfOpenMaxCalls", func(p *breaker.Policy, v int64) { p.HalfOpenMaxCalls = int(v) }, maxCount},
+	} {
+		t.Run(tc.field, func(t *testing.T) {
+			run := func(v int64) (breaker.Policy, error) {
+				p := base
+				tc.set(&p, v)
+				args := []any{s.Channel(), "Yw", int64(time.Hour / time.Microsecond), 60000,
+					p.FailureThreshold, 0, p.Timeout.Microseconds(), p.SuccessThreshold, p.HalfOpenMaxCalls, p.ProbeTimeout.Microseconds()}
+				return p, c.Eval(context.Background(), lua.Admit, keys, args...).Err()
+			}
+			p, err := run(tc.limit)
+			require.NoError(t, p.Validate(), "Validate at the bound")
+			assert.NoError(t, err, "the admit script at the bound")
+			p, err = run(tc.limit + 1)
+			require.Error(t, p.Validate(), "Validate above the bound")
+			require.Error(t, err, "the admit script above the bound")
+			assert.Contains(t, err.Error(), "TRIPLINE_BADARG "+tc.field)
+			assert.Empty(t, f.Keys(), "nothing written")
+		})
+	}
 }

@@ -29,6 +29,9 @@ type circuit struct {
 	sending atomic.Uint64
 	// resetPolicy is the policy the pending reset is sent with.
 	resetPolicy atomic.Pointer[breaker.Policy]
+	// resetSeq is the failure sequence number the pending reset clears up
+	// to (see heldReset).
+	resetSeq atomic.Uint64
 	// mu orders a reset and a failure of this circuit: a failure waits for a
 	// reset being sent, or takes the pending one with it ("reset first").
 	mu sync.Mutex
@@ -42,6 +45,9 @@ type view struct {
 	// failures: the circuit had consecutive failures counted when last
 	// heard of, so a success must reset them.
 	failures bool
+	// failSeq is the circuit's failure sequence number, as last heard of
+	// (0 when unknown): a success's held-back reset clears up to it.
+	failSeq uint64
 	// hold: forced open without expiry; rejected until the view is stale.
 	hold bool
 	// deadline (open, not hold): the local time from which a probe may be
@@ -67,6 +73,7 @@ type fact struct {
 	override int64         // 0 none, 1 force-open, 2 force-close
 	retry    time.Duration // open: time left until a probe is due
 	unsure   bool          // known state and generation only: keep it, never trust it
+	seq      uint64        // the circuit's failure sequence number
 }
 
 // asked is when a request was sent: local time, order and epoch.
@@ -226,14 +233,18 @@ func (s *Store) recordLocal(c *circuit, p breaker.Policy, o breaker.Outcome) (br
 		return r, true // nothing to reset
 	}
 	if c.pending.Load() == v.gen+1 || c.sending.Load() == v.gen+1 {
-		return r, true // a reset of this generation is queued or on its way
+		// A reset of this generation is queued or on its way, and stands
+		// for this success too: a queued one may clear up to what this
+		// success's view had learned.
+		raise(&c.resetSeq, v.failSeq)
+		return r, true
 	}
 	// A reset that was on its way has landed; what it taught the view is
 	// there now.
 	if w := c.view.Load(); w != v && (w.gen != v.gen || !w.failures) && !c.ownFailure.Load() {
 		return r, true
 	}
-	s.queueReset(c, p, v.gen)
+	s.queueReset(c, p, v.gen, v.failSeq)
 	return r, true
 }
 
@@ -259,17 +270,20 @@ func strictNoop(v *view, p breaker.Policy, o breaker.Outcome) (breaker.Result, b
 // takes a reset held back for the same generation with it (reset first),
 // after any reset being sent, so this replica's outcomes count in the order
 // it saw them.
-func (s *Store) beforeFailure(c *circuit, p breaker.Policy, o breaker.Outcome) bool {
+func (s *Store) beforeFailure(c *circuit, p breaker.Policy, o breaker.Outcome) heldReset {
 	if o.Kind != breaker.OutcomeFailure || p.FailureWindow != 0 || o.Probe != 0 || s.strict {
-		return false
+		return heldReset{}
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	resetFirst := c.pending.Swap(0) == o.Generation+1
+	reset := heldReset{ok: c.pending.Swap(0) == o.Generation+1}
+	if known := c.resetSeq.Swap(0); reset.ok {
+		reset.known = known
+	}
 	if v := c.view.Load(); v == nil || v.state == breaker.StateClosed {
 		c.ownFailure.Store(true)
 	}
-	return resetFirst
+	return reset
 }
 
 // learn stores what a reply said, as of the request's mark. A reply
@@ -278,7 +292,7 @@ func (s *Store) beforeFailure(c *circuit, p breaker.Policy, o breaker.Outcome) b
 // lost and restarted at generation 0); an older reply that arrives late is
 // dropped.
 func (s *Store) learn(c *circuit, f fact, a asked) {
-	nv := &view{state: f.state, gen: f.gen, failures: f.failures, at: a.at, epoch: a.epoch, asked: a.seq}
+	nv := &view{state: f.state, gen: f.gen, failures: f.failures, failSeq: f.seq, at: a.at, epoch: a.epoch, asked: a.seq}
 	if f.unsure {
 		// Only state and generation are known: failures may be counted.
 		nv.epoch, nv.failures = 0, true

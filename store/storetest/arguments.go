@@ -106,6 +106,10 @@ func badPolicies() []struct {
 	add("zero SuccessThreshold", func(p *breaker.Policy) { p.SuccessThreshold = 0 })
 	add("negative SuccessThreshold", func(p *breaker.Policy) { p.SuccessThreshold = -3 })
 	add("zero HalfOpenMaxCalls", func(p *breaker.Policy) { p.HalfOpenMaxCalls = 0 })
+	add("FailureThreshold above MaxFailureThreshold", func(p *breaker.Policy) { p.FailureThreshold = breaker.MaxFailureThreshold + 1 })
+	maxCount := int64(breaker.MaxCount) // an int64 first: int may be 32 bits
+	add("SuccessThreshold above MaxCount", func(p *breaker.Policy) { p.SuccessThreshold = int(maxCount + 1) })
+	add("HalfOpenMaxCalls above MaxCount", func(p *breaker.Policy) { p.HalfOpenMaxCalls = int(maxCount + 1) })
 	add("zero Timeout", func(p *breaker.Policy) { p.Timeout = 0 })
 	add("negative Timeout", func(p *breaker.Policy) { p.Timeout = -time.Second })
 	add("zero ProbeTimeout", func(p *breaker.Policy) { p.ProbeTimeout = 0 })
