@@ -184,7 +184,7 @@ func (s *Store) settled(a abandoned, reply any) {
 		return
 	}
 	if t.Generation != 0 {
-		s.followers.report(a.name, breaker.Followed{Transition: t, Cause: cause})
+		s.followers.report(a.name, breaker.Followed{Transition: t, Cause: cause, Made: true})
 	}
 }
 

@@ -113,7 +113,7 @@ func TestLostAdmissionReleasesLease(t *testing.T) {
 	assert.Equal(t, breaker.StateHalfOpen, a.State)
 	select {
 	case tr := <-got:
-		assert.Equal(t, breaker.Followed{Transition: breaker.Transition{From: breaker.StateOpen, To: breaker.StateHalfOpen, Generation: 2}, Cause: "timeout"}, tr)
+		assert.Equal(t, breaker.Followed{Transition: breaker.Transition{From: breaker.StateOpen, To: breaker.StateHalfOpen, Generation: 2}, Cause: "timeout", Made: true}, tr)
 	default:
 		require.Fail(t, "the lost admission's transition was not reported")
 	}
