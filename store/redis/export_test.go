@@ -55,3 +55,16 @@ func (s *Store) CircuitCount() int {
 	s.circuits.Range(func(any, any) bool { n++; return true })
 	return n
 }
+
+// FlightWaiters returns how many admissions of the circuit name wait for
+// the admission of it in flight (0 if none is).
+func (s *Store) FlightWaiters(name string) int {
+	cv, ok := s.circuits.Load(name)
+	if !ok {
+		return 0
+	}
+	if fl := cv.(*circuit).flight.Load(); fl != nil {
+		return int(fl.waiters.Load())
+	}
+	return 0
+}

@@ -58,6 +58,22 @@
 //     half-open admission leases its probe in Redis and the fleet-wide
 //     probe limit holds exactly.
 //
+// While its subscription is live, a Store sends at most one admission of a
+// circuit at a time (single flight). The circuit's other admissions that
+// come meanwhile wait for its reply, each until its own ctx ends (it then
+// returns an error wrapping ctx.Err(), and a Breaker returns ctx.Err()
+// without counting a store failure), and decide from it: a fresh view
+// decides as above; a rejection (open, or half-open with every probe slot
+// held) rejects them too, with what is left of its RetryAfter; an error
+// from Redis or the call timeout is theirs too. A circuit due for a probe
+// (open past its retry time, or half-open with a slot that may be free)
+// gets the waiting admissions one at a time, each its own script call, so
+// every probe lease still comes from Redis. So when RetryAt passes, a
+// fleet of N replicas has at most N admissions of the circuit in Redis at
+// once, not one per caller. A waiting admission that cannot decide
+// otherwise (its view cannot be fresh now) sends its own. A strict store
+// shares nothing: each admission is its own script call.
+//
 // A failure is always one script call; its reply tells the Store at once
 // that the circuit tripped. After Apply the Store's view is stale: its next
 // admission asks Redis. While the subscription is down every call asks
@@ -611,7 +627,9 @@ func (s *Store) timedOut(ctx context.Context, err error) bool {
 // until its retry time (see "Local views" in the package documentation).
 // Otherwise (half-open, a stale or missing view, WithStrict) it is one
 // script call that reads the circuit, moves it from open to half-open once
-// RetryAt has passed, and leases a probe permit while half-open.
+// RetryAt has passed, and leases a probe permit while half-open; with local
+// views, an admission of the circuit already in flight on the store is
+// waited for first, and its reply may decide the call.
 func (s *Store) Admit(ctx context.Context, name string, p breaker.Policy) (breaker.Admission, error) {
 	if err := s.check("admit", name); err != nil {
 		return breaker.Admission{}, err
@@ -623,7 +641,7 @@ func (s *Store) Admit(ctx context.Context, name string, p breaker.Policy) (break
 	if a, ok := s.admitLocal(c); ok {
 		return a, nil
 	}
-	return s.admitRemote(ctx, c, p)
+	return s.admitShared(ctx, c, p)
 }
 
 // admitRemote runs the admit script and refreshes the view from its reply.

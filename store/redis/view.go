@@ -32,6 +32,9 @@ type circuit struct {
 	// mu orders a reset and a failure of this circuit: a failure waits for a
 	// reset being sent, or takes the pending one with it ("reset first").
 	mu sync.Mutex
+	// flight is the admission of this circuit on its way to Redis, if any:
+	// the store's other admissions of it wait for its reply (flight.go).
+	flight atomic.Pointer[flight]
 }
 
 // view is what a replica knows of a circuit, and since when. It is never
