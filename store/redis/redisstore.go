@@ -107,11 +107,18 @@
 //     it. For one replica the count is exact. Window mode is unaffected
 //     (successes erase nothing).
 //
-// The view of a circuit is a few words. A Store keeps one for every name it
-// is used with until the view has learned nothing (no call reached Redis,
-// no event came) for 10 minutes, or twice WithMaxStaleness if that is
-// longer; such views are dropped in sweeps that run as new names come, so a
-// Store used with ever new names stays bounded.
+// A view costs about 0.5 kB with its circuit's keys (BenchmarkViewMemory). A
+// Store keeps one for every name it is used with until the view has learned
+// nothing (no call reached Redis, no event came) for 10 minutes, or twice
+// WithMaxStaleness if that is longer, and keeps at most WithMaxViews
+// (100,000): past the bound, the views that learned least recently are
+// dropped, down to about 7/8 of it. Both happen in sweeps that run as new
+// names come, so a Store used with ever new names stays bounded. A circuit
+// in use learns at least once per WithMaxStaleness, so the bound drops the
+// least recently used to within that much, and the calls answered from a
+// view record nothing. A dropped view is learned again at its circuit's next
+// call, which asks Redis: the bound costs round trips, never a wrong
+// decision.
 //
 // # Keys
 //
@@ -214,6 +221,9 @@ const (
 	// DefaultCallTimeout bounds each Redis round trip of the store, without
 	// WithCallTimeout.
 	DefaultCallTimeout = 50 * time.Millisecond
+	// DefaultMaxViews bounds how many local views a Store keeps, without
+	// WithMaxViews.
+	DefaultMaxViews = 100_000
 
 	maxPrefixLen = 256
 	maxNameLen   = breaker.MaxNameLen
@@ -260,6 +270,7 @@ type Store struct {
 	maxStale    time.Duration
 	flushEvery  time.Duration
 	callTimeout time.Duration
+	maxViews    int
 	now         func() time.Duration // local monotonic clock
 
 	// The local views (see view.go).
@@ -302,6 +313,7 @@ type options struct {
 	maxStale    time.Duration
 	flushEvery  time.Duration
 	callTimeout time.Duration
+	maxViews    int
 	clock       func() time.Duration
 }
 
@@ -375,6 +387,14 @@ func WithFlushInterval(d time.Duration) Option { return func(o *options) { o.flu
 // default: 50ms
 func WithCallTimeout(d time.Duration) Option { return func(o *options) { o.callTimeout = d } }
 
+// WithMaxViews bounds how many local views the store keeps: once it holds
+// more than n, the views that learned least recently (from a reply or an
+// event) are dropped, down to about 7/8 of n. A view costs about 0.5 kB.
+// A dropped view is learned again at its circuit's next call, which asks
+// Redis: the bound costs round trips, never a wrong decision. At least 1.
+// default: 100000
+func WithMaxViews(n int) Option { return func(o *options) { o.maxViews = n } }
+
 // New returns a Store on client: a *redis.Client, a *redis.ClusterClient or a
 // failover (Sentinel) client. (A *redis.Ring keeps each circuit on one shard,
 // but its shards do not share pub/sub, so Watch and the local views would
@@ -390,6 +410,7 @@ func New(client redis.UniversalClient, opts ...Option) *Store {
 		maxStale:    DefaultMaxStaleness,
 		flushEvery:  DefaultFlushInterval,
 		callTimeout: DefaultCallTimeout,
+		maxViews:    DefaultMaxViews,
 		clock:       monoNow,
 	}
 	for _, opt := range opts {
@@ -409,10 +430,11 @@ func New(client redis.UniversalClient, opts ...Option) *Store {
 		maxStale:    o.maxStale,
 		flushEvery:  o.flushEvery,
 		callTimeout: o.callTimeout,
+		maxViews:    min(o.maxViews, math.MaxInt32), // beyond any heap; +1 cannot overflow
 		now:         o.clock,
 		done:        make(chan struct{}),
 	}
-	s.sweepAt.Store(minSweep)
+	s.sweepAt.Store(min(minSweep, int64(s.maxViews)+1))
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
 	}
@@ -437,6 +459,9 @@ func New(client redis.UniversalClient, opts ...Option) *Store {
 	}
 	if o.callTimeout < 0 {
 		errs = append(errs, fmt.Errorf("call timeout %s is negative", o.callTimeout))
+	}
+	if o.maxViews < 1 {
+		errs = append(errs, fmt.Errorf("max views %d is less than 1", o.maxViews))
 	}
 	if o.clock == nil {
 		errs = append(errs, errors.New("clock is nil"))
