@@ -63,3 +63,22 @@ func (s *Store) Settling() bool {
 	defer s.settles.mu.Unlock()
 	return s.settles.running
 }
+
+// FlightWaiters returns how many admissions of the circuit name wait for
+// the admission of it in flight (0 if none is).
+func (s *Store) FlightWaiters(name string) int {
+	cv, ok := s.circuits.Load(name)
+	if !ok {
+		return 0
+	}
+	if fl := cv.(*circuit).flight.Load(); fl != nil {
+		return int(fl.waiters.Load())
+	}
+	return 0
+}
+
+// AddView makes the circuit name with a closed view, as a reply would,
+// without asking Redis.
+func (s *Store) AddView(name string) {
+	s.learn(s.circuit(name), fact{state: breaker.StateClosed}, s.mark())
+}

@@ -62,6 +62,22 @@
 //     half-open admission leases its probe in Redis and the fleet-wide
 //     probe limit holds exactly.
 //
+// While its subscription is live, a Store sends at most one admission of a
+// circuit at a time (single flight). The circuit's other admissions that
+// come meanwhile wait for its reply, each until its own ctx ends (it then
+// returns an error wrapping ctx.Err(), and a Breaker returns ctx.Err()
+// without counting a store failure), and decide from it: a fresh view
+// decides as above; a rejection (open, or half-open with every probe slot
+// held) rejects them too, with what is left of its RetryAfter; an error
+// from Redis or the call timeout is theirs too. A circuit due for a probe
+// (open past its retry time, or half-open with a slot that may be free)
+// gets the waiting admissions one at a time, each its own script call, so
+// every probe lease still comes from Redis. So when RetryAt passes, a
+// fleet of N replicas has at most N admissions of the circuit in Redis at
+// once, not one per caller. A waiting admission that cannot decide
+// otherwise (its view cannot be fresh now) sends its own. A strict store
+// shares nothing: each admission is its own script call.
+//
 // A failure is always one script call; its reply tells the Store at once
 // that the circuit tripped. After Apply the Store's view is stale: its next
 // admission asks Redis. While the subscription is down every call asks
@@ -96,11 +112,18 @@
 //     later. For one replica the count is exact. Window mode is unaffected
 //     (successes erase nothing).
 //
-// The view of a circuit is a few words. A Store keeps one for every name it
-// is used with until the view has learned nothing (no call reached Redis,
-// no event came) for 10 minutes, or twice WithMaxStaleness if that is
-// longer; such views are dropped in sweeps that run as new names come, so a
-// Store used with ever new names stays bounded.
+// A view costs about 0.5 kB with its circuit's keys (BenchmarkViewMemory). A
+// Store keeps one for every name it is used with until the view has learned
+// nothing (no call reached Redis, no event came) for 10 minutes, or twice
+// WithMaxStaleness if that is longer, and keeps at most WithMaxViews
+// (100,000): past the bound, the views that learned least recently are
+// dropped, down to about 7/8 of it. Both happen in sweeps that run as new
+// names come, so a Store used with ever new names stays bounded. A circuit
+// in use learns at least once per WithMaxStaleness, so the bound drops the
+// least recently used to within that much, and the calls answered from a
+// view record nothing. A dropped view is learned again at its circuit's next
+// call, which asks Redis: the bound costs round trips, never a wrong
+// decision.
 //
 // # Keys
 //
@@ -204,6 +227,9 @@ const (
 	// DefaultCallTimeout bounds each Redis round trip of the store, without
 	// WithCallTimeout.
 	DefaultCallTimeout = 50 * time.Millisecond
+	// DefaultMaxViews bounds how many local views a Store keeps, without
+	// WithMaxViews.
+	DefaultMaxViews = 100_000
 
 	maxPrefixLen = 256
 	maxNameLen   = breaker.MaxNameLen
@@ -251,6 +277,7 @@ type Store struct {
 	maxStale    time.Duration
 	flushEvery  time.Duration
 	callTimeout time.Duration
+	maxViews    int
 	// ctxDeadlines: the client lets a ctx deadline bound its network I/O;
 	// otherwise bound does.
 	ctxDeadlines bool
@@ -301,6 +328,7 @@ type options struct {
 	maxStale    time.Duration
 	flushEvery  time.Duration
 	callTimeout time.Duration
+	maxViews    int
 	clock       func() time.Duration
 }
 
@@ -371,6 +399,14 @@ func WithFlushInterval(d time.Duration) Option { return func(o *options) { o.flu
 // default: 50ms
 func WithCallTimeout(d time.Duration) Option { return func(o *options) { o.callTimeout = d } }
 
+// WithMaxViews bounds how many local views the store keeps: once it holds
+// more than n, the views that learned least recently (from a reply or an
+// event) are dropped, down to about 7/8 of n. A view costs about 0.5 kB.
+// A dropped view is learned again at its circuit's next call, which asks
+// Redis: the bound costs round trips, never a wrong decision. At least 1.
+// default: 100000
+func WithMaxViews(n int) Option { return func(o *options) { o.maxViews = n } }
+
 // New returns a Store on client: a *redis.Client, a *redis.ClusterClient or a
 // failover (Sentinel) client. (A *redis.Ring keeps each circuit on one shard,
 // but its shards do not share pub/sub, so Watch and the local views would
@@ -386,6 +422,7 @@ func New(client redis.UniversalClient, opts ...Option) *Store {
 		maxStale:    DefaultMaxStaleness,
 		flushEvery:  DefaultFlushInterval,
 		callTimeout: DefaultCallTimeout,
+		maxViews:    DefaultMaxViews,
 		clock:       monoNow,
 	}
 	for _, opt := range opts {
@@ -405,10 +442,11 @@ func New(client redis.UniversalClient, opts ...Option) *Store {
 		maxStale:    o.maxStale,
 		flushEvery:  o.flushEvery,
 		callTimeout: o.callTimeout,
+		maxViews:    min(o.maxViews, math.MaxInt32), // beyond any heap; +1 cannot overflow
 		now:         o.clock,
 		done:        make(chan struct{}),
 	}
-	s.sweepAt.Store(minSweep)
+	s.sweepAt.Store(min(minSweep, int64(s.maxViews)+1))
 	if s.logger == nil {
 		s.logger = warnlog.New()
 	}
@@ -433,6 +471,9 @@ func New(client redis.UniversalClient, opts ...Option) *Store {
 	}
 	if o.callTimeout < 0 {
 		errs = append(errs, fmt.Errorf("call timeout %s is negative", o.callTimeout))
+	}
+	if o.maxViews < 1 {
+		errs = append(errs, fmt.Errorf("max views %d is less than 1", o.maxViews))
 	}
 	if o.clock == nil {
 		errs = append(errs, errors.New("clock is nil"))
@@ -649,7 +690,9 @@ func (s *Store) timedOut(ctx context.Context, err error) bool {
 // until its retry time (see "Local views" in the package documentation).
 // Otherwise (half-open, a stale or missing view, WithStrict) it is one
 // script call that reads the circuit, moves it from open to half-open once
-// RetryAt has passed, and leases a probe permit while half-open.
+// RetryAt has passed, and leases a probe permit while half-open; with local
+// views, an admission of the circuit already in flight on the store is
+// waited for first, and its reply may decide the call.
 func (s *Store) Admit(ctx context.Context, name string, p breaker.Policy) (breaker.Admission, error) {
 	if err := s.check("admit", name); err != nil {
 		return breaker.Admission{}, err
@@ -661,7 +704,7 @@ func (s *Store) Admit(ctx context.Context, name string, p breaker.Policy) (break
 	if a, ok := s.admitLocal(c); ok {
 		return a, nil
 	}
-	return s.admitRemote(ctx, c, p)
+	return s.admitShared(ctx, c, p)
 }
 
 // admitRemote runs the admit script and refreshes the view from its reply.

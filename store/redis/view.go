@@ -1,6 +1,8 @@
 package redisstore
 
 import (
+	"math"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,6 +37,9 @@ type circuit struct {
 	// mu orders a reset and a failure of this circuit: a failure waits for a
 	// reset being sent, or takes the pending one with it ("reset first").
 	mu sync.Mutex
+	// flight is the admission of this circuit on its way to Redis, if any:
+	// the store's other admissions of it wait for its reply (flight.go).
+	flight atomic.Pointer[flight]
 }
 
 // view is what a replica knows of a circuit, and since when. It is never
@@ -107,59 +112,127 @@ func (s *Store) circuit(name string) *circuit {
 		return cv.(*circuit)
 	}
 	now := s.now()
-	cv, loaded := s.circuits.LoadOrStore(name, &circuit{name: name, keys: keysFor(s.prefix, name), born: now})
+	c := &circuit{name: name, keys: keysFor(s.prefix, name), born: now}
+	cv, loaded := s.circuits.LoadOrStore(name, c)
 	if !loaded {
 		if s.local() {
 			s.startOnce.Do(s.startSubscriber)
 		}
 		if s.nCircuits.Add(1) >= s.sweepAt.Load() {
-			s.sweep(now)
+			s.sweep(now, c)
 		}
 	}
 	return cv.(*circuit)
 }
 
 // Circuits whose view has learned nothing for viewIdle (or twice the
-// staleness bound, if that is longer) are dropped, so a
-// Store used with ever new names (a circuit per host, per tenant) does not
-// grow without end. A sweep runs when the number of circuits has doubled
-// since the last one (and there are at least minSweep): its cost is spread
-// over the circuits made since. A circuit in use learns at least once per
-// staleness bound (its admissions ask Redis once the view is stale), so it
-// is not dropped; one that is dropped is made again at its next call, which
-// asks Redis.
+// staleness bound, if that is longer) are dropped, so a Store used with ever
+// new names (a circuit per host, per tenant) does not grow without end; and
+// once there are more than the store's bound (WithMaxViews), the least
+// recently learned are dropped too, down to about 7/8 of the bound. A sweep
+// runs when the number of circuits has doubled since the last one (and there
+// are at least minSweep), or passes the bound: its cost is spread over the
+// circuits made since. A circuit in use learns at least once per staleness
+// bound (its admissions ask Redis once the view is stale), so "least
+// recently learned" is "least recently used" to within that bound, and the
+// calls answered from a view write nothing. A circuit that is dropped is
+// made again at its next call, which asks Redis.
 const (
-	viewIdle = 10 * time.Minute
-	minSweep = 1024
+	viewIdle    = 10 * time.Minute
+	minSweep    = 1024
+	sweepSample = 1024 // learn times a sweep over the bound sorts
 )
 
-// sweep drops the circuits idle at local time now.
-func (s *Store) sweep(now time.Duration) {
+// sweep drops the circuits idle at local time now, then the least recently
+// learned while there are more than the bound; never made, the circuit its
+// caller is making.
+func (s *Store) sweep(now time.Duration, made *circuit) {
 	if !s.sweeping.TryLock() {
 		return
 	}
 	defer s.sweeping.Unlock()
-	var kept int64
-	s.circuits.Range(func(k, cv any) bool {
+	idle := max(viewIdle, 2*s.maxStale)
+	kept := make([]aged, 0, min(s.nCircuits.Load(), int64(s.maxViews)+1))
+	s.circuits.Range(func(_, cv any) bool {
 		c := cv.(*circuit)
-		last := c.born
-		if v := c.view.Load(); v != nil {
-			last = max(last, v.at)
+		last := c.learned()
+		if c == made {
+			last = math.MaxInt64 // the newest, whatever the clock's resolution
 		}
-		if now-last >= max(viewIdle, 2*s.maxStale) && c.pending.Load() == 0 && c.sending.Load() == 0 {
-			s.circuits.CompareAndDelete(k, cv)
-			if c.pending.Load() != 0 || c.sending.Load() != 0 {
-				// A caller that held the circuit queued a reset meanwhile:
-				// keep it (queueReset puts it back too, if it comes later).
-				s.circuits.LoadOrStore(k, cv)
-			}
-			return true
+		if now-last < idle || !s.drop(c) {
+			kept = append(kept, aged{c, last})
 		}
-		kept++
 		return true
 	})
-	s.nCircuits.Store(kept)
-	s.sweepAt.Store(max(2*kept, minSweep))
+	n := len(kept)
+	if n > s.maxViews {
+		n -= s.dropOldest(kept, n-(s.maxViews-s.maxViews/8))
+	}
+	s.nCircuits.Store(int64(n))
+	s.sweepAt.Store(min(max(2*int64(n), minSweep), int64(s.maxViews)+1))
+}
+
+// aged is a circuit and when it last learned, as a sweep saw it.
+type aged struct {
+	c    *circuit
+	last time.Duration
+}
+
+// learned is the local time the circuit was made or its view last learned
+// something, whichever is later.
+func (c *circuit) learned() time.Duration {
+	if v := c.view.Load(); v != nil {
+		return max(c.born, v.at)
+	}
+	return c.born
+}
+
+// dropOldest drops about n of the circuits in kept (n < len(kept)), the
+// least recently learned: those that learned before a cutoff, then as many
+// at the cutoff as it takes. The cutoff is read from a sample of about
+// sweepSample learn times, not from a sort of them all: kept is in the
+// map's order, which has nothing to do with learn times, so every step-th
+// entry makes a fair sample. A circuit that learned since the sweep saw it
+// is kept. It returns how many it dropped.
+func (s *Store) dropOldest(kept []aged, n int) int {
+	step := max(len(kept)/sweepSample, 1)
+	sample := make([]time.Duration, 0, len(kept)/step+1)
+	for i := 0; i < len(kept); i += step {
+		sample = append(sample, kept[i].last)
+	}
+	slices.Sort(sample)
+	cutoff := sample[n*len(sample)/len(kept)]
+	dropped := 0
+	for _, e := range kept {
+		if dropped < n && e.last < cutoff && e.c.learned() == e.last && s.drop(e.c) {
+			dropped++
+		}
+	}
+	for _, e := range kept {
+		if dropped < n && e.last == cutoff && e.c.learned() == e.last && s.drop(e.c) {
+			dropped++
+		}
+	}
+	return dropped
+}
+
+// drop takes circuit c out of the store, unless a reset of it is queued or
+// being sent, or an admission of it is in flight, and reports whether it
+// did.
+func (s *Store) drop(c *circuit) bool {
+	if c.pending.Load() != 0 || c.sending.Load() != 0 || c.flight.Load() != nil {
+		return false
+	}
+	if !s.circuits.CompareAndDelete(c.name, c) {
+		return false // made again meanwhile: that one is another circuit
+	}
+	if c.pending.Load() != 0 || c.sending.Load() != 0 {
+		// A caller that held the circuit queued a reset meanwhile: keep it
+		// (queueReset puts it back too, if it comes later).
+		s.circuits.LoadOrStore(c.name, c)
+		return false
+	}
+	return true
 }
 
 // fresh reports whether v may decide a call at local time now: learned
