@@ -208,9 +208,16 @@ func (a *app) listCmd(g *globalFlags) *cobra.Command {
 				filter = &st
 			}
 			return a.withSession(cmd.Context(), g, func(ctx context.Context, s *session) error {
-				snaps, err := s.store.List(ctx)
+				entries, err := s.store.List(ctx)
 				if err != nil {
 					return s.fail("list circuits", accessRead, err)
+				}
+				snaps := make([]breaker.Snapshot, 0, len(entries))
+				for _, e := range entries {
+					if e.Err != nil { // as before List listed damaged circuits
+						return s.fail("list circuits", accessRead, e.Err)
+					}
+					snaps = append(snaps, e.Snapshot)
 				}
 				now, err := s.now(ctx)
 				if err != nil {
