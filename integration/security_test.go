@@ -204,7 +204,7 @@ func aclWorkload(ctx context.Context, st *redisstore.Store, admin redis.Universa
 	if err != nil {
 		return err
 	}
-	if !slices.ContainsFunc(list, func(s breaker.Snapshot) bool { return s.Name == w }) {
+	if !slices.ContainsFunc(list, func(s redisstore.Entry) bool { return s.Name == w }) {
 		return fmt.Errorf("List misses %s", w)
 	}
 	select {

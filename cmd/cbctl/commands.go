@@ -37,7 +37,9 @@ Connection: --redis URL (redis:// or rediss://, user and password in the URL),
 or the REDIS_URL environment variable, or --cluster host:port,... for Redis
 Cluster. --prefix must match the prefix the services use (default "tripline").
 
-Exit codes: 0 success, 1 failure (unknown circuit, Redis unreachable), 2 bad usage.`,
+Exit codes: 0 success, 1 failure (Redis unreachable or refusing, nothing
+stored for the circuit to change, ...), 2 bad usage. The reference is
+docs/cbctl.md in tripline's repository.`,
 		SilenceErrors: true,
 		SilenceUsage:  true,
 		RunE: func(*cobra.Command, []string) error {
@@ -83,6 +85,13 @@ func nameArg(_ *cobra.Command, args []string) error {
 		return usageErrorf("one circuit NAME expected, got %d arguments", len(args))
 	}
 	return checkName(args[0])
+}
+
+func noArgs(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return usageErrorf("%s takes no arguments, got %q", cmd.Name(), strings.Join(args, " "))
+	}
+	return nil
 }
 
 func checkName(name string) error {
@@ -138,7 +147,17 @@ func (a *app) connect(g *globalFlags) (*session, error) {
 	client := conn.client()
 	// --timeout bounds every command as a whole; the store's own short
 	// per-call deadline is for services on their hot path, not for operators.
-	store := redisstore.New(client, redisstore.WithPrefix(g.prefix), redisstore.WithCallTimeout(0))
+	// Strict: cbctl keeps no local views, so it never subscribes and is not
+	// counted among the prefix's followers.
+	store := redisstore.New(client, redisstore.WithPrefix(g.prefix), redisstore.WithCallTimeout(0), redisstore.WithStrict())
+	if err := store.Err(); err != nil {
+		// Only the flags reach New: a prefix with '{', '}' or too long.
+		_ = store.Close()
+		_ = client.Close()
+		msg := strings.TrimPrefix(err.Error(), "redisstore: invalid store: ")
+		msg = strings.TrimPrefix(strings.TrimPrefix(msg, fmt.Sprintf("prefix %q ", g.prefix)), "prefix ")
+		return nil, usageErrorf("--prefix %q: %s", g.prefix, msg)
+	}
 	return &session{conn: conn, client: client, store: store, timeout: g.timeout}, nil
 }
 
@@ -168,6 +187,18 @@ func (s *session) fail(what string, acc access, err error) error {
 	if errors.Is(err, context.Canceled) {
 		return fmt.Errorf("%s: interrupted", what)
 	}
+	return errors.New(what + ": " + s.cause(acc, err))
+}
+
+// cause is "TARGET: CAUSE (DETAIL)" for an error of a call to Redis: the
+// part of fail's line after the action, also used in notes.
+func (s *session) cause(acc access, err error) string { return s.explain(acc, false, err) }
+
+// causeLive is cause for a connection that had worked (watch lost it): the
+// hints about the address, port and TLS do not apply.
+func (s *session) causeLive(acc access, err error) string { return s.explain(acc, true, err) }
+
+func (s *session) explain(acc access, live bool, err error) string {
 	fc := failContext{
 		access:  acc,
 		user:    s.conn.redact(s.conn.user()), // go-redis takes a lone userinfo, a password to some, for the user
@@ -175,8 +206,9 @@ func (s *session) fail(what string, acc access, err error) error {
 		channel: s.store.Channel(),
 		timeout: s.timeout,
 		tls:     s.conn.usesTLS(),
+		live:    live,
 	}
-	return errors.New(s.conn.redact(fmt.Sprintf("%s: %s: %s", what, s.conn.describe(), explain(err, fc))))
+	return s.conn.redact(fmt.Sprintf("%s: %s", s.conn.describe(), explain(err, fc)))
 }
 
 // now reads the Redis server's clock, the clock the circuits' times come
@@ -189,107 +221,6 @@ func (s *session) now(ctx context.Context) (time.Time, error) {
 	return t.UTC(), nil
 }
 
-func (a *app) listCmd(g *globalFlags) *cobra.Command {
-	var out, stateFlag string
-	cmd := &cobra.Command{
-		Use:   "list",
-		Short: "List every circuit under the prefix, sorted by name",
-		Args:  noArgs,
-		RunE: action(func(cmd *cobra.Command, _ []string) error {
-			if err := checkOutput(out); err != nil {
-				return err
-			}
-			var filter *breaker.State
-			if stateFlag != "" {
-				st, err := breaker.ParseState(stateFlag)
-				if err != nil {
-					return usageErrorf("--state %q: want closed, open or half-open", stateFlag)
-				}
-				filter = &st
-			}
-			return a.withSession(cmd.Context(), g, func(ctx context.Context, s *session) error {
-				snaps, err := s.store.List(ctx)
-				if err != nil {
-					return s.fail("list circuits", accessRead, err)
-				}
-				now, err := s.now(ctx)
-				if err != nil {
-					return err
-				}
-				if filter != nil {
-					kept := snaps[:0]
-					for _, snap := range snaps {
-						if snap.State == *filter {
-							kept = append(kept, snap)
-						}
-					}
-					snaps = kept
-				}
-				if out == "json" {
-					return writeJSON(a.stdout, listJSON(snaps, now))
-				}
-				return writeListTable(a.stdout, snaps, now)
-			})
-		}),
-	}
-	addOutputFlag(cmd.Flags(), &out)
-	cmd.Flags().StringVar(&stateFlag, "state", "", "show only circuits in this state: closed, open or half-open")
-	return cmd
-}
-
-func noArgs(cmd *cobra.Command, args []string) error {
-	if len(args) > 0 {
-		return usageErrorf("%s takes no arguments, got %q", cmd.Name(), strings.Join(args, " "))
-	}
-	return nil
-}
-
-func (a *app) getCmd(g *globalFlags) *cobra.Command {
-	var out string
-	cmd := &cobra.Command{
-		Use:   "get NAME",
-		Short: "Show one circuit in full, including the override's who, why and when",
-		Args:  nameArg,
-		RunE: action(func(cmd *cobra.Command, args []string) error {
-			if err := checkOutput(out); err != nil {
-				return err
-			}
-			name := args[0]
-			return a.withSession(cmd.Context(), g, func(ctx context.Context, s *session) error {
-				snap, found, err := s.find(ctx, name)
-				if err != nil {
-					return err
-				}
-				if !found {
-					return fmt.Errorf("circuit %s not found", shown(name))
-				}
-				now, err := s.now(ctx)
-				if err != nil {
-					return err
-				}
-				if out == "json" {
-					return writeJSON(a.stdout, toJSON(snap, now))
-				}
-				return writeGetTable(a.stdout, snap, now)
-			})
-		}),
-	}
-	addOutputFlag(cmd.Flags(), &out)
-	return cmd
-}
-
-// find loads a circuit and says whether Redis holds it (a missing circuit
-// reads as closed at generation 0, like one at rest): one script call, no
-// scan of the keyspace.
-func (s *session) find(ctx context.Context, name string) (breaker.Snapshot, bool, error) {
-	snap, found, err := s.store.Find(ctx, name)
-	if err != nil {
-		return breaker.Snapshot{}, false, s.fail("load circuit "+shown(name), accessRead, err)
-	}
-	snap.Name = name
-	return snap, found, nil
-}
-
 // mutation is what open, close and reset share.
 type mutation struct {
 	ttl    time.Duration
@@ -298,12 +229,18 @@ type mutation struct {
 	create bool
 }
 
-func (a *app) mutationFlags(fs *pflag.FlagSet, m *mutation, withTTL bool) {
-	if withTTL {
+func (a *app) mutationFlags(fs *pflag.FlagSet, m *mutation, kind breaker.CommandKind) {
+	if kind == breaker.CommandReset {
+		// The apply script takes a reset's actor and reason but keeps
+		// neither: the override it removes goes with its own, and the
+		// event it publishes says only "reset".
+		fs.StringVar(&m.reason, "reason", "", "why, printed in cbctl's confirmation line only: reset removes the override, stores no reason and publishes none")
+		fs.StringVar(&m.actor, "actor", "", "who gives the command, printed in the confirmation line only (default: the OS user, "+a.osUser()+")")
+	} else {
 		fs.DurationVar(&m.ttl, "for", 0, "how long the override holds, e.g. 10m (default: until reset; without an end it may lapse once no replica has called the circuit for half the store's idle TTL, 12h by default)")
+		fs.StringVar(&m.reason, "reason", "", "why: stored with the override, shown by get and list until it ends")
+		fs.StringVar(&m.actor, "actor", "", "who gives the command, stored with the override (default: the OS user, "+a.osUser()+")")
 	}
-	fs.StringVar(&m.reason, "reason", "", "why: kept with the override, shown by get and list")
-	fs.StringVar(&m.actor, "actor", "", "who gives the command (default: the OS user, "+a.osUser()+")")
 	fs.BoolVar(&m.create, "create", false, "act even if the store holds no state for the circuit")
 }
 
@@ -326,7 +263,7 @@ func (a *app) overrideCmd(g *globalFlags, use string, kind breaker.CommandKind, 
 			return a.apply(cmd.Context(), g, args[0], kind, m)
 		}),
 	}
-	a.mutationFlags(cmd.Flags(), &m, true)
+	a.mutationFlags(cmd.Flags(), &m, kind)
 	return cmd
 }
 
@@ -340,7 +277,7 @@ func (a *app) resetCmd(g *globalFlags) *cobra.Command {
 			return a.apply(cmd.Context(), g, args[0], breaker.CommandReset, m)
 		}),
 	}
-	a.mutationFlags(cmd.Flags(), &m, false)
+	a.mutationFlags(cmd.Flags(), &m, breaker.CommandReset)
 	return cmd
 }
 
@@ -357,7 +294,8 @@ func (a *app) apply(ctx context.Context, g *globalFlags, name string, kind break
 	return a.withSession(ctx, g, func(ctx context.Context, s *session) error {
 		r, err := s.store.Apply(ctx, name, c)
 		if errors.Is(err, breaker.ErrUnknownCircuit) {
-			return fmt.Errorf("circuit %s not found (give --create to %s it anyway)", shown(name), kind)
+			return fmt.Errorf("circuit %s: nothing stored under prefix %q: it is closed with no failure counted, or the name or --prefix is wrong (give --create to %s it anyway)",
+				shown(name), s.store.Prefix(), kind)
 		}
 		if err != nil {
 			return s.fail(kind.String()+" circuit "+shown(name), accessChange, err)
@@ -365,52 +303,6 @@ func (a *app) apply(ctx context.Context, g *globalFlags, name string, kind break
 		_, err = fmt.Fprintln(a.stdout, describeApply(name, c, r))
 		return err
 	})
-}
-
-func (a *app) watchCmd(g *globalFlags) *cobra.Command {
-	var out string
-	cmd := &cobra.Command{
-		Use:   "watch [NAME...]",
-		Short: "Print each state transition as it happens (all circuits, or those named) until interrupted",
-		Args: func(_ *cobra.Command, args []string) error {
-			for _, name := range args {
-				if err := checkName(name); err != nil {
-					return err
-				}
-			}
-			return nil
-		},
-		RunE: action(func(cmd *cobra.Command, names []string) error {
-			if err := checkOutput(out); err != nil {
-				return err
-			}
-			s, err := a.connect(g)
-			if err != nil {
-				return err
-			}
-			defer s.close()
-			s.timeout = 0 // watch runs until interrupted
-			ctx := cmd.Context()
-			events, err := s.store.Watch(ctx, names...)
-			if err != nil {
-				return s.fail("watch", accessWatch, err)
-			}
-			// The subscription is live: say so on stderr, so stdout holds
-			// transitions only.
-			fmt.Fprintf(a.stderr, "watching %s on %s; interrupt to stop\n", s.store.Channel(), s.conn.describe())
-			for ev := range events {
-				if err := writeEvent(a.stdout, out, ev); err != nil {
-					return err
-				}
-			}
-			if ctx.Err() != nil {
-				return nil // interrupted: the normal end of watch
-			}
-			return s.fail("watch", accessWatch, errors.New("subscription closed"))
-		}),
-	}
-	addOutputFlag(cmd.Flags(), &out)
-	return cmd
 }
 
 func (a *app) versionCmd() *cobra.Command {

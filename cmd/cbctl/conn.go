@@ -96,11 +96,18 @@ func parseCluster(list string) (*connSpec, error) {
 // parseDetail is what to say about a URL go-redis could not parse. Its
 // error quotes pieces of the URL, and a password with an unescaped '/', '?',
 // '#' or ':' is cut into pieces that no redaction of the whole password
-// finds: then only a generic hint is given.
+// finds. So a URL that url.Parse refuses is parsed again with its password
+// masked: if that fails too, the fault is elsewhere (a port that is not a
+// number, a bad host) and url.Parse's words, about the masked URL, are
+// given; if not, the password is at fault and only a hint is given.
 func parseDetail(raw string, err error) string {
 	const hint = "not a valid Redis URL (write special characters of the password as %XX)"
 	var ue *url.Error
 	if errors.As(err, &ue) {
+		_, merr := url.Parse(redact.URL(raw))
+		if errors.As(merr, &ue) {
+			return "not a valid URL: " + ue.Err.Error()
+		}
 		return hint
 	}
 	msg := err.Error()

@@ -62,6 +62,7 @@ type failContext struct {
 	channel string        // the prefix's events channel
 	timeout time.Duration // --timeout; 0 when none bounds the call (watch)
 	tls     bool          // the connection uses TLS (rediss://)
+	live    bool          // the connection had worked: no hints about address, port or TLS
 }
 
 // maxDetail bounds the Redis or network words kept after the cause, in
@@ -254,6 +255,8 @@ func explainNet(err error, fc failContext) (string, bool) {
 	switch {
 	case errors.As(err, &dnsErr):
 		return "cannot resolve the server's host name" + paren(dnsErr.Error()), true
+	case errors.Is(err, syscall.ECONNREFUSED) && fc.live:
+		return "nothing accepts connections there any more: is Redis running?" + paren(detail), true
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return "nothing accepts connections there: is Redis running, is the port right?" + paren(detail), true
 	case errors.As(err, &unknown):
@@ -279,6 +282,8 @@ func explainNet(err error, fc failContext) (string, bool) {
 			hint = ": is the address the server's TLS port, is the server up and not overloaded?"
 		}
 		return cause + hint + paren(detail), true
+	case (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)) && fc.live:
+		return "the server closed the connection" + paren(detail), true
 	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET):
 		return "the server closed the connection: if it speaks TLS only, use rediss://" + paren(detail), true
 	}

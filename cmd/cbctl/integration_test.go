@@ -67,7 +67,7 @@ func TestIntegrationSingleWithPassword(t *testing.T) {
 
 	out := run("list")
 	require.Equal(t, exitOK, out.code, out.stderr)
-	assert.Regexp(t, `(?m)^NAME +STATE +FAILURES +GENERATION +PROBE IN +OVERRIDE\npayments +open +0 +1 +(59s|1m00s) +-\n\z`, out.stdout)
+	assert.Regexp(t, `(?m)^NAME +STATE +FAILURES +GENERATION +PROBE IN +OVERRIDE\npayments +open +- +1 +(59s|1m00s) +-\n\z`, out.stdout)
 
 	out = run("get", "payments", "-o", "json")
 	require.Equal(t, exitOK, out.code, out.stderr)
@@ -84,9 +84,13 @@ func TestIntegrationSingleWithPassword(t *testing.T) {
 		assert.NoError(t, r.Do(t.Context(), ok), "every replica is closed again")
 	}
 
-	out = run("get", "nope")
+	out = run("get", "nope") // watch follows the prefix
+	assert.Equal(t, exitOK, out.code, out.stderr)
+	assert.Contains(t, out.stdout, "stored:    nothing: ")
+	assert.Contains(t, out.stdout, "followers: 1 subscription to tripline:events follows it")
+	out = run("reset", "nope")
 	assert.Equal(t, exitFailure, out.code)
-	assert.Equal(t, "cbctl: circuit nope not found\n", out.stderr)
+	assert.True(t, strings.HasPrefix(out.stderr, `cbctl: circuit nope: nothing stored under prefix "tripline": `), out.stderr)
 
 	testutil.WaitFor(t, "two transitions", func() bool { return len(lines(watchOut.String())) >= 2 })
 	stopWatch()
@@ -115,7 +119,7 @@ func TestIntegrationTLS(t *testing.T) {
 	require.Equal(t, exitOK, out.code, out.stderr)
 	out = cbctl(t, nil, "list", "--redis", target)
 	require.Equal(t, exitOK, out.code, out.stderr)
-	assert.Regexp(t, `(?m)^maint +open +0 +1 +held +force-open until reset by tester: tls$`, out.stdout)
+	assert.Regexp(t, `(?m)^maint +open +- +1 +held +force-open until reset by tester: tls$`, out.stdout)
 
 	// Without skip_verify the certificate is refused.
 	out = cbctl(t, nil, "list", "--redis", "rediss://"+srv.TLSAddr(), "--timeout", "3s")

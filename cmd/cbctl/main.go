@@ -26,7 +26,7 @@ func main() {
 // Exit codes.
 const (
 	exitOK      = 0 // the command did what was asked
-	exitFailure = 1 // it could not: unknown circuit, Redis unreachable, ...
+	exitFailure = 1 // it could not: Redis unreachable, nothing stored for a circuit to change, ...
 	exitUsage   = 2 // the command line is wrong
 )
 

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -16,31 +15,15 @@ import (
 	redisstore "github.com/tripline/tripline/store/redis"
 )
 
-// version is set at build time: -ldflags "-X main.version=v1.2.3".
-var version = ""
-
-func versionString() string {
-	v := version
-	goVersion := "unknown"
-	if info, ok := debug.ReadBuildInfo(); ok {
-		goVersion = info.GoVersion
-		if v == "" {
-			v = info.Main.Version
-		}
-	}
-	if v == "" || v == "(devel)" {
-		v = "devel"
-	}
-	return fmt.Sprintf("cbctl %s (%s)", v, goVersion)
-}
-
 // circuitJSON is one circuit in -o json output. Its fields are documented
-// in doc.go; keep them stable.
+// in docs/cbctl.md; keep them stable.
 type circuitJSON struct {
 	Name        string        `json:"name"`
 	State       string        `json:"state"`
+	ProbeDue    bool          `json:"probe_due"`
+	Stored      bool          `json:"stored"`
 	Generation  uint64        `json:"generation"`
-	Failures    int           `json:"failures"`
+	Failures    *int          `json:"failures"`
 	Successes   int           `json:"successes"`
 	Probes      int           `json:"probes"`
 	LastFailure *time.Time    `json:"last_failure"`
@@ -48,6 +31,8 @@ type circuitJSON struct {
 	RetryAt     *time.Time    `json:"retry_at"`
 	RetryInMS   *int64        `json:"retry_in_ms"`
 	Override    *overrideJSON `json:"override"`
+	Followers   *int          `json:"followers"`
+	Error       *string       `json:"error"`
 }
 
 type overrideJSON struct {
@@ -61,11 +46,20 @@ type overrideJSON struct {
 // eventJSON is one transition in watch -o json output (one object a line).
 type eventJSON struct {
 	Time       time.Time `json:"time"`
+	Event      string    `json:"event"` // "transition"
 	Name       string    `json:"name"`
 	From       string    `json:"from"`
 	To         string    `json:"to"`
 	Generation uint64    `json:"generation"`
 	Cause      string    `json:"cause"`
+}
+
+// gapJSON is a break in watch -o json output: the stream was interrupted,
+// or it resumed.
+type gapJSON struct {
+	Time  time.Time `json:"time"`
+	Event string    `json:"event"`           // "interrupted" or "resumed"
+	Error string    `json:"error,omitempty"` // why it was interrupted
 }
 
 func optTime(t time.Time) *time.Time {
@@ -86,17 +80,55 @@ func retryIn(s breaker.Snapshot, now time.Time) (time.Duration, bool) {
 	return max(s.RetryAt.Sub(now), 0), true
 }
 
-func toJSON(s breaker.Snapshot, now time.Time) circuitJSON {
+// probeDue reports that an open circuit's retry time has passed: Redis
+// still holds it open, and the next call moves it to half-open and probes.
+func probeDue(s breaker.Snapshot, now time.Time) bool {
+	d, ok := retryIn(s, now)
+	return ok && d == 0
+}
+
+// failures is the count shown for a circuit: the scripts clear it when the
+// circuit trips (scripts/lua/lib.lua, transition), so while open or
+// half-open Redis holds no count, and it is not known.
+func failures(s breaker.Snapshot) (int, bool) {
+	if s.State != breaker.StateClosed {
+		return 0, false
+	}
+	return s.Failures, true
+}
+
+// stateLabel is the STATE shown in tables: the state, "open, probe due"
+// once an open circuit's retry time has passed, or "corrupt".
+func stateLabel(e redisstore.Entry, now time.Time) string {
+	switch {
+	case e.Err != nil:
+		return stateCorrupt
+	case probeDue(e.Snapshot, now):
+		return "open, probe due"
+	}
+	return e.State.String()
+}
+
+func toJSON(e redisstore.Entry, now time.Time) circuitJSON {
+	s := e.Snapshot
+	if e.Err != nil {
+		msg := e.Err.Error()
+		return circuitJSON{Name: s.Name, State: stateCorrupt, Stored: true, Error: &msg}
+	}
 	c := circuitJSON{
 		Name:        s.Name,
 		State:       s.State.String(),
+		ProbeDue:    probeDue(s, now),
+		Stored:      true,
 		Generation:  s.Generation,
-		Failures:    s.Failures,
 		Successes:   s.Successes,
 		Probes:      s.Probes,
 		LastFailure: optTime(s.LastFailure),
 		OpenedAt:    optTime(s.OpenedAt),
 		RetryAt:     optTime(s.RetryAt),
+	}
+	if n, ok := failures(s); ok {
+		c.Failures = &n
 	}
 	if d, ok := retryIn(s, now); ok {
 		ms := d.Milliseconds()
@@ -114,10 +146,10 @@ func toJSON(s breaker.Snapshot, now time.Time) circuitJSON {
 	return c
 }
 
-func listJSON(snaps []breaker.Snapshot, now time.Time) []circuitJSON {
-	out := make([]circuitJSON, 0, len(snaps)) // [] rather than null when empty
-	for _, s := range snaps {
-		out = append(out, toJSON(s, now))
+func listJSON(entries []redisstore.Entry, now time.Time) []circuitJSON {
+	out := make([]circuitJSON, 0, len(entries)) // [] rather than null when empty
+	for _, e := range entries {
+		out = append(out, toJSON(e, now))
 	}
 	return out
 }
@@ -130,16 +162,31 @@ func writeJSON(w io.Writer, v any) error {
 
 // writeListTable prints one line per circuit:
 //
-//	NAME      STATE  FAILURES  GENERATION  PROBE IN  OVERRIDE
-//	payments  open   0         3           42s       -
-func writeListTable(w io.Writer, snaps []breaker.Snapshot, now time.Time) error {
+//	NAME      STATE            FAILURES  GENERATION  PROBE IN  OVERRIDE
+//	payments  open, probe due  -         3           now       -
+//	search    closed           2         0           -         -
+func writeListTable(w io.Writer, entries []redisstore.Entry, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tSTATE\tFAILURES\tGENERATION\tPROBE IN\tOVERRIDE")
-	for _, s := range snaps {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\n",
-			shown(s.Name), s.State, s.Failures, s.Generation, probeIn(s, now), overrideSummary(s.Override, now))
+	for _, e := range entries {
+		if e.Err != nil {
+			fmt.Fprintf(tw, "%s\t%s\t-\t-\t-\t-\n", shown(e.Name), stateCorrupt)
+			continue
+		}
+		s := e.Snapshot
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n",
+			shown(s.Name), stateLabel(e, now), failuresCell(s), s.Generation, probeIn(s, now), overrideSummary(s.Override, now))
 	}
 	return tw.Flush()
+}
+
+// failuresCell is the FAILURES column: the count while closed, "-" while
+// open or half-open, when Redis holds none.
+func failuresCell(s breaker.Snapshot) string {
+	if n, ok := failures(s); ok {
+		return strconv.Itoa(n)
+	}
+	return "-"
 }
 
 // probeIn says when the next probe may run: a duration while open,
@@ -186,14 +233,21 @@ func overrideSummary(o *breaker.Override, now time.Time) string {
 	return b.String()
 }
 
+// newGetWriter aligns get's "field: value" lines.
+func newGetWriter(w io.Writer) *tabwriter.Writer { return tabwriter.NewWriter(w, 0, 0, 1, ' ', 0) }
+
 // writeGetTable prints one circuit as "field: value" lines.
 func writeGetTable(w io.Writer, s breaker.Snapshot, now time.Time) error {
-	tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', 0)
+	tw := newGetWriter(w)
 	row := func(k, v string) { fmt.Fprintf(tw, "%s:\t%s\n", k, v) }
 	row("name", shown(s.Name))
-	row("state", s.State.String())
+	row("state", stateLabel(redisstore.Entry{Snapshot: s}, now))
 	row("generation", fmt.Sprint(s.Generation))
-	row("failures", fmt.Sprint(s.Failures))
+	if n, ok := failures(s); ok {
+		row("failures", strconv.Itoa(n))
+	} else {
+		row("failures", "- (Redis clears the count when the circuit trips)")
+	}
 	row("successes", fmt.Sprint(s.Successes))
 	row("probes", fmt.Sprint(s.Probes))
 	row("last failure", stamp(s.LastFailure, now))
@@ -252,13 +306,20 @@ func orDash(s string) string {
 	return s
 }
 
-// shown is s as the table and text output print it: as is when every
-// character is printable, else quoted with Go escapes, so that a name
-// holding "\n" or an escape sequence can neither add rows to a table nor
-// send control codes to the operator's terminal. JSON output needs no such
-// care: its encoder escapes control characters.
+// shown is s as the table and text output print it: as is when it reads
+// unambiguously, else quoted with Go escapes. Quoted are: a character that
+// is not printable, so that a name holding "\n" or an escape sequence can
+// neither add rows to a table nor send control codes to the operator's
+// terminal; spaces at either end or two in a row, which a table would
+// show as a blank or as a column break; and a leading '"', which would
+// look quoted already. JSON output needs no such care: its encoder escapes
+// control characters and quotes every string.
 func shown(s string) string {
-	if !utf8.ValidString(s) || strings.IndexFunc(s, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0 {
+	if s == "" {
+		return s
+	}
+	if !utf8.ValidString(s) || strings.IndexFunc(s, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0 ||
+		strings.TrimSpace(s) != s || strings.Contains(s, "  ") || s[0] == '"' {
 		return strconv.Quote(s)
 	}
 	return s
@@ -303,21 +364,29 @@ func describeApply(name string, c breaker.Command, r breaker.Result) string {
 // writeEvent prints one transition for watch.
 func writeEvent(w io.Writer, format string, ev redisstore.Event) error {
 	if format == "json" {
-		b, err := json.Marshal(eventJSON{
-			Time: ev.At.UTC(), Name: ev.Name, From: ev.From.String(), To: ev.To.String(),
+		return writeJSONLine(w, eventJSON{
+			Time: ev.At.UTC(), Event: "transition", Name: ev.Name, From: ev.From.String(), To: ev.To.String(),
 			Generation: ev.Generation, Cause: ev.Cause,
 		})
-		if err != nil {
-			return err
-		}
-		_, err = fmt.Fprintf(w, "%s\n", b)
-		return err
 	}
 	line := fmt.Sprintf("%s  %s  %s -> %s  generation %d",
-		ev.At.UTC().Format("2006-01-02T15:04:05.000Z07:00"), shown(ev.Name), ev.From, ev.To, ev.Generation)
+		ev.At.UTC().Format(eventTime), shown(ev.Name), ev.From, ev.To, ev.Generation)
 	if ev.Cause != "" {
 		line += "  (" + shown(ev.Cause) + ")"
 	}
 	_, err := fmt.Fprintln(w, line)
+	return err
+}
+
+// eventTime is the layout of watch's times: milliseconds, UTC.
+const eventTime = "2006-01-02T15:04:05.000Z07:00"
+
+// writeJSONLine prints v as one line of JSON.
+func writeJSONLine(w io.Writer, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(w, "%s\n", b)
 	return err
 }

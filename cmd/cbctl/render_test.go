@@ -22,6 +22,15 @@ func TestShown(t *testing.T) {
 		{"tab\there", `"tab\there"`},
 		{"bad\xffutf8", `"bad\xffutf8"`},
 		{"bidi\u202eevil", `"bidi\u202eevil"`},
+		{" ", `" "`},
+		{"   ", `"   "`},
+		{" lead", `" lead"`},
+		{"trail ", `"trail "`},
+		{"two  spaces", `"two  spaces"`},
+		{"one space", "one space"},
+		{"\u00a0", `"\u00a0"`},
+		{`"looks quoted"`, `"\"looks quoted\""`},
+		{`mid"quote`, `mid"quote`},
 	}
 	for _, tt := range tests {
 		assert.Equal(t, tt.want, shown(tt.in), "%q", tt.in)
@@ -70,13 +79,16 @@ func TestHostileNamesStayOnOneLine(t *testing.T) {
 	require.Len(t, list, 1)
 	assert.Equal(t, evil, list[0].Name, "JSON keeps the name as it is")
 
-	// Error messages on stderr quote the name too.
-	for _, args := range [][]string{{"get", "ghost\x1b[31m"}, {"reset", "ghost\x1b[31m"}} {
-		out = f.cbctl(t, args...)
-		assert.Equal(t, exitFailure, out.code, args)
-		assert.Contains(t, out.stderr, `circuit "ghost\x1b[31m" not found`, args)
-		assert.NotContains(t, out.stderr, "\x1b", args)
-	}
+	// Error messages on stderr quote the name too, as does get of a
+	// circuit with nothing stored.
+	out = f.cbctl(t, "reset", "ghost\x1b[31m")
+	assert.Equal(t, exitFailure, out.code)
+	assert.Contains(t, out.stderr, `circuit "ghost\x1b[31m": nothing stored`)
+	assert.NotContains(t, out.stderr, "\x1b")
+	out = f.cbctl(t, "get", "ghost\x1b[31m")
+	assert.Equal(t, exitOK, out.code, out.stderr)
+	assert.Contains(t, out.stdout, `name:      "ghost\x1b[31m"`+"\n")
+	assert.NotContains(t, out.stdout+out.stderr, "\x1b")
 
 	testutil.WaitFor(t, "the watch line", func() bool { return strings.Contains(watchOut.String(), "\n") })
 	cancel()

@@ -38,7 +38,7 @@ func TestUsageErrorsExitTwo(t *testing.T) {
 		{"bad output", []string{"list", "--redis", url, "-o", "yaml"}, nil, `-o "yaml": want table or json`},
 		{"bad output on get", []string{"get", "--redis", url, "a", "-o", "xml"}, nil, `-o "xml": want table or json`},
 		{"bad output on watch", []string{"watch", "--redis", url, "-o", "csv"}, nil, `-o "csv": want table or json`},
-		{"bad state", []string{"list", "--redis", url, "--state", "ajar"}, nil, `--state "ajar": want closed, open or half-open`},
+		{"bad state", []string{"list", "--redis", url, "--state", "ajar"}, nil, `--state "ajar": want closed, open, half-open or corrupt`},
 		{"bad for", []string{"open", "--redis", url, "a", "--reason", "r", "--for", "ten minutes"}, nil, `invalid argument "ten minutes" for "--for"`},
 		{"negative for", []string{"close", "--redis", url, "a", "--reason", "r", "--for", "-1m"}, nil, "--for -1m0s: want a positive duration"},
 		{"open without reason", []string{"open", "--redis", url, "a"}, nil, "--reason is required"},
@@ -52,6 +52,16 @@ func TestUsageErrorsExitTwo(t *testing.T) {
 		{"bad cluster entry", []string{"list", "--cluster", "127.0.0.1"}, nil, `--cluster entry "127.0.0.1": want host:port`},
 		{"empty cluster", []string{"list", "--cluster", ","}, nil, "--cluster: no host:port given"},
 		{"empty prefix", []string{"list", "--redis", url, "--prefix", ""}, nil, "--prefix is empty"},
+		// Issue 16: a prefix the store refuses exited 1, as a failure.
+		{"brace prefix", []string{"list", "--redis", url, "--prefix", "a{b"}, nil, `--prefix "a{b": holds '{' or '}', which would change the hash slot of its keys`},
+		{"closing brace prefix", []string{"get", "x", "--redis", url, "--prefix", "a}"}, nil, `--prefix "a}": holds '{' or '}'`},
+		{"long prefix", []string{"watch", "--redis", url, "--prefix", strings.Repeat("p", 257)}, nil, "is 257 bytes, longer than 256"},
+		// Issue 16: a port that is not a number blamed the password.
+		{"bad port", []string{"list", "--redis", "redis://host:notaport"}, nil, `--redis "redis://host:notaport": not a valid URL: invalid port ":notaport" after host`},
+		{"bad port with password", []string{"list", "--redis", "redis://u:hunter2@host:notaport"}, nil, `--redis "redis://u:xxxxx@host:notaport": not a valid URL: invalid port ":notaport" after host`},
+		{"bad host", []string{"list", "--redis", "redis://[::1"}, nil, `--redis "redis://[::1": not a valid URL: missing ']' in host`},
+		{"bad password", []string{"list", "--redis", "redis://u:pa/ss@host:1"}, nil, `--redis "redis://u:xxxxx@host:1": not a valid Redis URL (write special characters of the password as %XX)`},
+		{"bad cluster port", []string{"list", "--cluster", "redis://h:port"}, nil, `--cluster entry "redis://h:port": not a valid URL: invalid port ":port" after host`},
 		{"bad timeout", []string{"list", "--redis", url, "--timeout", "0s"}, nil, "--timeout 0s: want a positive duration"},
 	}
 	for _, tt := range tests {
@@ -65,6 +75,10 @@ func TestUsageErrorsExitTwo(t *testing.T) {
 			assert.True(t, strings.HasPrefix(errLines[0], "cbctl: "), errLines[0])
 			assert.Len(t, errLines, 2, "an error line and a hint")
 			assert.Contains(t, errLines[len(errLines)-1], "--help' for usage")
+			assert.NotContains(t, out.stderr, "hunter2")
+			if !strings.Contains(tt.want, "password") {
+				assert.NotContains(t, out.stderr, "password", "blames the password")
+			}
 		})
 	}
 }
@@ -78,7 +92,26 @@ func TestHelpAndVersionExitZero(t *testing.T) {
 	}
 	out := cbctl(t, nil, "version")
 	assert.Equal(t, exitOK, out.code)
-	assert.Regexp(t, `^cbctl \S+ \(go\S+\)\n$`, out.stdout)
+	assert.Regexp(t, `^cbctl \S+ \(go[^)]+\)\n$`, out.stdout)
+}
+
+// TestMutationHelp is issue 16's report: reset --help said its reason was
+// "kept with the override", which reset removes; the apply script keeps a
+// reset's actor and reason nowhere and publishes neither.
+func TestMutationHelp(t *testing.T) {
+	out := cbctl(t, nil, "reset", "--help")
+	require.Equal(t, exitOK, out.code, out.stderr)
+	assert.NotContains(t, out.stdout, "kept with the override")
+	assert.Contains(t, out.stdout, "why, printed in cbctl's confirmation line only: reset removes the override, stores no reason and publishes none")
+	assert.Contains(t, out.stdout, "who gives the command, printed in the confirmation line only")
+	assert.NotContains(t, out.stdout, "--for")
+	for _, cmd := range []string{"open", "close"} {
+		out := cbctl(t, nil, cmd, "--help")
+		require.Equal(t, exitOK, out.code, out.stderr)
+		assert.Contains(t, out.stdout, "why: stored with the override, shown by get and list until it ends", cmd)
+		assert.Contains(t, out.stdout, "who gives the command, stored with the override", cmd)
+		assert.Contains(t, out.stdout, "--for", cmd)
+	}
 }
 
 func TestHelpNeverShowsRedisURL(t *testing.T) {

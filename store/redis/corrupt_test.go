@@ -95,8 +95,10 @@ func TestMalformedData(t *testing.T) {
 			_, err = s.Apply(ctx, "c", breaker.Command{Kind: breaker.CommandForceOpen})
 			check("force-open", tc.fail.forceOpen, err)
 			if tc.fail == all {
-				_, err = s.List(ctx)
-				check("list", true, err)
+				list, err := s.List(ctx) // lists the circuit with its error (list_test.go)
+				require.NoError(t, err)
+				require.Len(t, list, 1)
+				check("list", true, list[0].Err)
 				assert.Equal(t, before, f.Dump(), "a failed call wrote something")
 			}
 

@@ -15,12 +15,22 @@ import (
 	"github.com/tripline/tripline/breaker"
 )
 
-// Event is one published transition.
+// Event is one published transition, or, in a stream from WatchGaps, a
+// break in the stream (Kind).
 type Event struct {
+	// Kind is EventTransition (the zero value) for a transition; the fields
+	// below it are set only then.
+	Kind EventKind
+	// Err says, for EventLost, why the subscription was lost.
+	Err error
+
 	Name       string        // the circuit's name
 	From, To   breaker.State // From == To for a reset of a closed circuit: the generation still moves
 	Generation uint64        // the generation the transition started
-	At         time.Time     // Redis time of the transition
+	// At is the Redis time of the transition; zero for EventLost and
+	// EventResumed, which no Redis time marks (the store reads no wall
+	// clock).
+	At time.Time
 	// Cause is what made it: "timeout" (open to half-open), "outcome" (a
 	// recorded failure or probe), "reset", "force-open" or "force-close".
 	Cause string
@@ -30,17 +40,62 @@ type Event struct {
 	RetryAt time.Time
 }
 
+// EventKind says what an Event reports.
+type EventKind int
+
+const (
+	// EventTransition is a transition a script published.
+	EventTransition EventKind = iota
+	// EventLost says that the subscription was lost: transitions published
+	// from then until EventResumed may be missed.
+	EventLost
+	// EventResumed says that the subscription is live again. What was
+	// missed is not replayed: Load or List give the state now.
+	EventResumed
+)
+
+// String names the kind: "transition", "lost" or "resumed".
+func (k EventKind) String() string {
+	switch k {
+	case EventTransition:
+		return "transition"
+	case EventLost:
+		return "lost"
+	case EventResumed:
+		return "resumed"
+	}
+	return "EventKind(" + strconv.Itoa(int(k)) + ")"
+}
+
 // watchBuffer is how many events Watch holds for a slow reader before the
 // subscription itself buffers (go-redis keeps 100 more).
 const watchBuffer = 64
+
+// errReconnected is the Err of the EventLost of a reconnect that go-redis
+// made by itself: no error reached the reader, but messages may have been
+// lost meanwhile.
+var errReconnected = errors.New("redisstore: the subscription reconnected")
 
 // Watch streams the transitions published under the prefix (all circuits,
 // or only the names given) until ctx is done; the channel is closed then.
 // The subscription is live when Watch returns. Messages on the channel that
 // are not transitions are logged (WithLogger) and skipped. Transitions
 // published while the subscription reconnects are lost; Load or List give
-// the state.
+// the state, and WatchGaps tells when that happened.
 func (s *Store) Watch(ctx context.Context, names ...string) (<-chan Event, error) {
+	return s.watch(ctx, false, names)
+}
+
+// WatchGaps is Watch whose stream also reports its own breaks, in order
+// with the transitions: an Event of Kind EventLost when the subscription is
+// lost (the server went away, a connection broke or stopped answering
+// pings), and one of Kind EventResumed once it is live again. A reconnect
+// that go-redis makes by itself is reported as both at once.
+func (s *Store) WatchGaps(ctx context.Context, names ...string) (<-chan Event, error) {
+	return s.watch(ctx, true, names)
+}
+
+func (s *Store) watch(ctx context.Context, gaps bool, names []string) (<-chan Event, error) {
 	if s.err != nil {
 		return nil, s.err
 	}
@@ -66,82 +121,162 @@ func (s *Store) Watch(ctx context.Context, names ...string) (<-chan Event, error
 	if err != nil {
 		return nil, fmt.Errorf("redisstore: watch %s: %w", s.channel, err)
 	}
-	out := make(chan Event, watchBuffer)
-	var mu sync.Mutex // guards ps, replaced when its connection goes silent
-	stop := context.AfterFunc(ctx, func() {
-		mu.Lock()
-		defer mu.Unlock()
-		_ = ps.Close() // ends a blocked read at once
-	})
-	current := func() *redis.PubSub {
-		mu.Lock()
-		defer mu.Unlock()
-		return ps
-	}
+	w := &watcher{s: s, ps: ps, out: make(chan Event, watchBuffer), only: only, gaps: gaps, live: true}
+	stop := context.AfterFunc(ctx, w.close) // ends a blocked read at once
 	go func() {
-		defer close(out)
+		defer close(w.out)
 		defer stop()
-		defer func() { _ = current().Close() }()
-		// As the local views' subscriber does (follow): read with a
-		// deadline, ping when quiet, and subscribe again on a new
-		// connection when the ping is not answered either. go-redis's
-		// Channel pings but never checks the answer, and its reads have no
-		// deadline: a connection that went silent was never noticed.
-		pinged := false
-		wait := resubscribeMin
-		for ctx.Err() == nil {
-			msg, err := current().ReceiveTimeout(ctx, healthEvery)
-			if ctx.Err() != nil {
-				return
-			}
-			if err != nil {
-				if isTimeout(err) && !pinged {
-					pinged = true
-					_ = current().Ping(ctx) // a failed write reconnects; the answer is read above
-					continue
-				}
-				if isTimeout(err) {
-					mu.Lock()
-					_ = ps.Close()
-					ps = s.client.Subscribe(ctx, s.channel)
-					mu.Unlock()
-					pinged = false
-					continue
-				}
-				// go-redis redials and subscribes again by itself: do not
-				// spin while the server is down.
-				pause := time.NewTimer(wait)
-				select {
-				case <-ctx.Done():
-					pause.Stop()
-					return
-				case <-pause.C:
-				}
-				wait = min(2*wait, resubscribeMax)
-				continue
-			}
-			pinged, wait = false, resubscribeMin
-			m, ok := msg.(*redis.Message)
-			if !ok {
-				continue // a PONG, a subscription confirmation
-			}
-			ev, err := decodeEvent(m.Payload)
-			if err != nil {
-				s.logger.LogAttrs(ctx, slog.LevelWarn, "redisstore: skipped a message that is not a transition",
-					slog.String("channel", m.Channel), slog.Any("error", err))
-				continue
-			}
-			if only != nil && !only[ev.Name] {
-				continue
-			}
-			select {
-			case out <- ev:
-			case <-ctx.Done():
-				return
-			}
-		}
+		defer w.close()
+		w.run(ctx)
 	}()
-	return out, nil
+	return w.out, nil
+}
+
+// watcher is the goroutine behind one Watch.
+type watcher struct {
+	s    *Store
+	mu   sync.Mutex // guards ps, replaced when its connection goes silent
+	ps   *redis.PubSub
+	out  chan Event
+	only map[string]bool // the names watched; nil: all
+	gaps bool            // report EventLost and EventResumed
+	live bool            // the subscription is live, as far as the reader knows
+}
+
+func (w *watcher) current() *redis.PubSub {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.ps
+}
+
+func (w *watcher) close() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	_ = w.ps.Close()
+}
+
+// resubscribe drops a subscription that stopped answering and opens a new
+// one; its confirmation is read by run.
+func (w *watcher) resubscribe(ctx context.Context) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	_ = w.ps.Close()
+	w.ps = w.s.client.Subscribe(ctx, w.s.channel)
+}
+
+// run reads the subscription until ctx is done. As the local views'
+// subscriber does (follow): it reads with a deadline, pings when quiet, and
+// subscribes again on a new connection when the ping is not answered
+// either. go-redis's Channel pings but never checks the answer, and its
+// reads have no deadline: a connection that went silent was never noticed.
+func (w *watcher) run(ctx context.Context) {
+	pinged := false
+	wait := resubscribeMin
+	for ctx.Err() == nil {
+		msg, err := w.current().ReceiveTimeout(ctx, healthEvery)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			if isTimeout(err) && !pinged {
+				pinged = true
+				_ = w.current().Ping(ctx) // a failed write reconnects; the answer is read above
+				continue
+			}
+			if isTimeout(err) {
+				if !w.lost(ctx, errUnanswered) {
+					return
+				}
+				w.resubscribe(ctx)
+				pinged = false
+				continue
+			}
+			if !w.lost(ctx, err) {
+				return
+			}
+			// go-redis redials and subscribes again by itself: do not
+			// spin while the server is down.
+			if !pause(ctx, wait) {
+				return
+			}
+			wait = min(2*wait, resubscribeMax)
+			continue
+		}
+		pinged, wait = false, resubscribeMin
+		if !w.handle(ctx, msg) {
+			return
+		}
+	}
+}
+
+// handle passes on one message of the subscription; it reports false once
+// ctx is done.
+func (w *watcher) handle(ctx context.Context, msg any) bool {
+	switch m := msg.(type) {
+	case *redis.Subscription:
+		if m.Kind != "subscribe" {
+			return true
+		}
+		// Every confirmation after the first (read by watch) is a new
+		// connection; one that comes while live is a reconnect that
+		// go-redis made by itself.
+		if w.live && !w.lost(ctx, errReconnected) {
+			return false
+		}
+		w.live = true
+		return w.gapEvent(ctx, Event{Kind: EventResumed})
+	case *redis.Message:
+		ev, err := decodeEvent(m.Payload)
+		if err != nil {
+			w.s.logger.LogAttrs(ctx, slog.LevelWarn, "redisstore: skipped a message that is not a transition",
+				slog.String("channel", m.Channel), slog.Any("error", err))
+			return true
+		}
+		if w.only != nil && !w.only[ev.Name] {
+			return true
+		}
+		return w.send(ctx, ev)
+	}
+	return true // a PONG
+}
+
+// lost records that the subscription is down, and reports it once per
+// break; it reports false once ctx is done.
+func (w *watcher) lost(ctx context.Context, err error) bool {
+	if !w.live {
+		return true
+	}
+	w.live = false
+	return w.gapEvent(ctx, Event{Kind: EventLost, Err: err})
+}
+
+func (w *watcher) gapEvent(ctx context.Context, ev Event) bool {
+	if !w.gaps {
+		return true
+	}
+	return w.send(ctx, ev)
+}
+
+func (w *watcher) send(ctx context.Context, ev Event) bool {
+	select {
+	case w.out <- ev:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// pause waits d, or until ctx is done; it reports whether ctx is still
+// live.
+func pause(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
 }
 
 // decodeEvent parses the message the scripts publish: "1 <encoded name>

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tripline/tripline/breaker"
+	"github.com/tripline/tripline/internal/testutil"
 	redisstore "github.com/tripline/tripline/store/redis"
 )
 
@@ -156,4 +157,75 @@ func TestWatchSkipsMalformedMessages(t *testing.T) {
 	assert.Equal(t, redisstore.Event{Name: "a", From: breaker.StateClosed, To: breaker.StateOpen,
 		Generation: 7, At: time.UnixMicro(1000000), Cause: "outcome", RetryAt: time.UnixMicro(2000000)}, ev)
 	assert.Equal(t, len(bad), bytes.Count([]byte(logs.String()), []byte("skipped a message")), logs.String())
+}
+
+// TestWatchGaps is issue 16's report: a watcher heard nothing when Redis
+// went away and came back, though transitions published meanwhile were
+// lost. WatchGaps says so, in order with the transitions: EventLost when
+// the server goes away, EventResumed once the subscription is live again.
+// Watch keeps its stream of transitions only.
+func TestWatchGaps(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	f := newFakeRedis(t)
+	s := f.store(t, redisstore.WithStrict())
+	gaps, err := s.WatchGaps(ctx)
+	require.NoError(t, err)
+	plain, err := s.Watch(ctx)
+	require.NoError(t, err)
+	open := func(name string) {
+		t.Helper()
+		_, err := s.Apply(ctx, name, breaker.Command{Kind: breaker.CommandForceOpen})
+		require.NoError(t, err)
+	}
+
+	open("a")
+	for _, ch := range []<-chan redisstore.Event{gaps, plain} {
+		ev := next(t, ch)
+		assert.Equal(t, redisstore.EventTransition, ev.Kind)
+		assert.Equal(t, "a", ev.Name)
+	}
+
+	f.Close()
+	lost := next(t, gaps)
+	assert.Equal(t, redisstore.EventLost, lost.Kind)
+	assert.Error(t, lost.Err)
+	assert.True(t, lost.At.IsZero(), "no Redis time marks a gap")
+	require.NoError(t, f.Restart())
+	resumed := next(t, gaps)
+	assert.Equal(t, redisstore.EventResumed, resumed.Kind)
+	assert.NoError(t, resumed.Err)
+	assert.True(t, resumed.At.IsZero())
+
+	// Both subscriptions are back before the next transition is published.
+	testutil.WaitFor(t, "both watchers to subscribe again", func() bool {
+		n, err := s.Followers(ctx)
+		return err == nil && n == 2
+	})
+	open("b")
+	ev := next(t, gaps)
+	assert.Equal(t, redisstore.EventTransition, ev.Kind)
+	assert.Equal(t, "b", ev.Name)
+	ev = next(t, plain)
+	assert.Equal(t, redisstore.EventTransition, ev.Kind, "Watch reports no gap")
+	assert.Equal(t, "b", ev.Name)
+
+	cancel()
+	for ev := range gaps {
+		t.Errorf("unexpected event %+v", ev)
+	}
+	for ev := range plain {
+		t.Errorf("unexpected event %+v", ev)
+	}
+}
+
+func TestEventKindString(t *testing.T) {
+	for k, want := range map[redisstore.EventKind]string{
+		redisstore.EventTransition: "transition",
+		redisstore.EventLost:       "lost",
+		redisstore.EventResumed:    "resumed",
+		7:                          "EventKind(7)",
+	} {
+		assert.Equal(t, want, k.String())
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tripline/tripline/breaker"
+	"github.com/tripline/tripline/internal/testutil"
 	redisstore "github.com/tripline/tripline/store/redis"
 )
 
@@ -38,9 +39,10 @@ func TestList(t *testing.T) {
 	var got []string
 	for _, snap := range list {
 		got = append(got, snap.Name)
+		require.NoError(t, snap.Err)
 		one, err := s.Load(ctx, snap.Name)
 		require.NoError(t, err)
-		assert.Equal(t, one, snap)
+		assert.Equal(t, one, snap.Snapshot)
 		require.NotNil(t, snap.Override)
 		assert.Equal(t, "ops", snap.Override.Actor)
 	}
@@ -66,6 +68,148 @@ func TestListManyAndEmpty(t *testing.T) {
 		assert.Equal(t, fmt.Sprintf("c%04d", i), snap.Name)
 		assert.Equal(t, 1, snap.Failures)
 	}
+}
+
+// TestListCorruptCircuit is issue 17's report: one circuit holding data
+// that tripline did not write made List fail as a whole. Now the others
+// are listed as usual, and the damaged one is listed with its error, which
+// matches ErrCorrupt and names it; a reset repairs it.
+func TestListCorruptCircuit(t *testing.T) {
+	ctx := context.Background()
+	f := newFakeRedis(t)
+	s := f.store(t, redisstore.WithStrict())
+	p := policy(5)
+	for _, name := range []string{"a", "b", "c", "d"} {
+		_, err := s.Record(ctx, name, p, breaker.Outcome{Kind: breaker.OutcomeFailure})
+		require.NoError(t, err)
+	}
+	f.HSet(s.Keys("b")[0], "st", "zz") // a field no script writes
+	f.Del(s.Keys("c")[0])
+	require.NoError(t, f.Set(s.Keys("c")[0], "x")) // a key of another type (WRONGTYPE)
+
+	list, err := s.List(ctx)
+	require.NoError(t, err, "one damaged circuit does not fail the list")
+	require.Len(t, list, 4)
+	for i, name := range []string{"a", "b", "c", "d"} {
+		e := list[i]
+		assert.Equal(t, name, e.Name)
+		if name == "b" || name == "c" {
+			require.Error(t, e.Err, name)
+			assert.ErrorIs(t, e.Err, redisstore.ErrCorrupt, name)
+			assert.Contains(t, e.Err.Error(), `circuit "`+name+`"`)
+			assert.Equal(t, breaker.Snapshot{Name: name}, e.Snapshot, "only the name of a damaged circuit")
+			continue
+		}
+		assert.NoError(t, e.Err, name)
+		assert.Equal(t, 1, e.Failures, name)
+	}
+
+	// More than one pipeline: the damaged one in the second batch.
+	for i := range 300 {
+		_, err := s.Record(ctx, fmt.Sprintf("m%03d", i), p, breaker.Outcome{Kind: breaker.OutcomeFailure})
+		require.NoError(t, err)
+	}
+	f.HSet(s.Keys("m299")[0], "g", "-1")
+	list, err = s.List(ctx)
+	require.NoError(t, err)
+	require.Len(t, list, 304)
+	corrupt := 0
+	for _, e := range list {
+		if e.Err != nil {
+			corrupt++
+		}
+	}
+	assert.Equal(t, 3, corrupt)
+	assert.ErrorIs(t, list[len(list)-1].Err, redisstore.ErrCorrupt)
+
+	for _, name := range []string{"b", "c", "m299"} {
+		_, err := s.Apply(ctx, name, breaker.Command{Kind: breaker.CommandReset})
+		require.NoError(t, err)
+	}
+	list, err = s.List(ctx)
+	require.NoError(t, err)
+	for _, e := range list {
+		assert.NoError(t, e.Err, e.Name)
+	}
+}
+
+// TestListFailsWhenRedisDoes: an error that is not about one circuit's
+// data still fails the whole list.
+func TestListFailsWhenRedisDoes(t *testing.T) {
+	ctx := context.Background()
+	f := newFakeRedis(t)
+	s := f.store(t, redisstore.WithStrict())
+	_, err := s.Record(ctx, "a", policy(5), breaker.Outcome{Kind: breaker.OutcomeFailure})
+	require.NoError(t, err)
+	f.SetError("LOADING Redis is loading the dataset in memory")
+	list, err := s.List(ctx)
+	require.Error(t, err)
+	assert.NotErrorIs(t, err, redisstore.ErrCorrupt)
+	assert.Nil(t, list)
+}
+
+// TestFollowersAndAnyStored: what cbctl asks when a circuit has nothing
+// stored. Followers counts the subscriptions to the prefix's channel: a
+// Store with local views subscribes at its first call, a strict one never,
+// a watcher does; another prefix's are not counted. AnyStored finds a
+// circuit under the prefix, and only under it.
+func TestFollowersAndAnyStored(t *testing.T) {
+	ctx := context.Background()
+	f := newFakeRedis(t)
+	admin := f.store(t, redisstore.WithStrict())
+	count := func() int {
+		t.Helper()
+		n, err := admin.Followers(ctx)
+		require.NoError(t, err)
+		return n
+	}
+	stored := func(s *redisstore.Store) bool {
+		t.Helper()
+		found, complete, err := s.AnyStored(ctx)
+		require.NoError(t, err)
+		assert.True(t, complete, "a small keyspace is scanned whole")
+		return found
+	}
+	assert.Equal(t, 0, count())
+	assert.False(t, stored(admin))
+
+	p := policy(5)
+	views := f.store(t) // local views: subscribes at its first call
+	strict := f.store(t, redisstore.WithStrict())
+	other := f.store(t, redisstore.WithPrefix("other"))
+	for _, s := range []*redisstore.Store{views, strict, other} {
+		_, err := s.Admit(ctx, "c", p)
+		require.NoError(t, err)
+	}
+	testutil.WaitFor(t, "the Store with local views to subscribe", func() bool { return count() == 1 })
+	wctx, cancel := context.WithCancel(ctx)
+	events, err := strict.Watch(wctx)
+	require.NoError(t, err)
+	assert.Equal(t, 2, count(), "a watcher counts")
+	cancel()
+	for range events {
+	}
+	testutil.WaitFor(t, "the watcher to leave", func() bool { return count() == 1 })
+	assert.False(t, stored(admin), "healthy calls write nothing")
+
+	// Keys that only look like the prefix's do not count.
+	require.NoError(t, f.Set("tripline:other", "x"))
+	require.NoError(t, f.Set("tripline:{!!}", "x"))
+	require.NoError(t, f.Set("tripline2:{YQ}", "x"))
+	assert.False(t, stored(admin))
+	_, err = other.Record(ctx, "c", p, breaker.Outcome{Kind: breaker.OutcomeFailure})
+	require.NoError(t, err)
+	assert.False(t, stored(admin), "another prefix's circuit")
+	assert.True(t, stored(other))
+	_, err = strict.Record(ctx, "c", p, breaker.Outcome{Kind: breaker.OutcomeFailure})
+	require.NoError(t, err)
+	assert.True(t, stored(admin))
+
+	f.SetError("NOPERM this user has no permissions to run the 'pubsub|numsub' command")
+	_, err = admin.Followers(ctx)
+	assert.ErrorContains(t, err, "redisstore: count followers of tripline: NOPERM")
+	_, _, err = admin.AnyStored(ctx)
+	assert.ErrorContains(t, err, "redisstore: scan tripline: NOPERM")
 }
 
 // TestPrefixesIsolate: stores with different prefixes on one Redis share
