@@ -113,7 +113,7 @@ func runFleet(t *testing.T, env map[string]string) {
 	ctx, cancel := context.WithTimeout(t.Context(), cfg.duration)
 	defer cancel()
 	var out testutil.SyncBuffer
-	res, err := runAll(ctx, cfg, &out, false)
+	res, err := runAll(ctx, cfg, &out, screen{})
 	require.NoError(t, err)
 	res.print(&out)
 	t.Log("\n" + out.String())

@@ -77,8 +77,8 @@ func plural(n int, what string) string {
 }
 
 // runAll runs the upstream, the replicas and the display in this process
-// until ctx is done.
-func runAll(ctx context.Context, cfg *config, out io.Writer, tty bool) (*result, error) {
+// until ctx is done. scr says whether out can show the live table.
+func runAll(ctx context.Context, cfg *config, out io.Writer, scr screen) (*result, error) {
 	redisURL, backend := cfg.redisURL, "Redis at "+redact.URL(cfg.redisURL)
 	storeOpts := demoStoreOptions(cfg)
 	if redisURL == "" {
@@ -124,7 +124,7 @@ func runAll(ctx context.Context, cfg *config, out io.Writer, tty bool) (*result,
 	}
 
 	res := &result{backend: backend, circuit: cfg.circuit, sched: cfg.sched, replicas: map[string]stats{}}
-	d := newDisplay(out, cfg, backend, since, tty)
+	d := newDisplay(out, cfg, backend, since, scr)
 	var mu sync.Mutex // guards res.transitions
 	onMove := func(t transition) {
 		mu.Lock()

@@ -257,7 +257,7 @@ func (r *replica) get(ctx context.Context) error {
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, resp.Body)
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("upstream answered %s", resp.Status)
+		return fmt.Errorf("upstream answered %d", resp.StatusCode)
 	}
 	return nil
 }
