@@ -3,9 +3,11 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"net"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -27,6 +29,9 @@ import (
 // set. cmd/cbctl checks the cbctl service the same way.
 
 const repoRoot = "../.."
+
+// demoImage is the image the upstream service builds and the others run.
+const demoImage = "tripline-demo:local"
 
 // loadCompose loads docker-compose.yml with the given profiles, with no
 // environment from the machine running the test.
@@ -55,7 +60,7 @@ func TestComposeServices(t *testing.T) {
 
 	redisSvc, err := p.GetService("redis")
 	require.NoError(t, err)
-	assert.Equal(t, "redis:7", redisSvc.Image, "the official image")
+	assert.Equal(t, "redis:7.0", redisSvc.Image, "the official image, pinned to the only version the tests run against")
 	require.NotNil(t, redisSvc.HealthCheck)
 	for _, name := range []string{"replica1", "replica2", "replica3"} {
 		svc, err := p.GetService(name)
@@ -65,23 +70,47 @@ func TestComposeServices(t *testing.T) {
 	}
 }
 
-func TestComposeBuildsFromTheDockerfile(t *testing.T) {
+// TestComposeBuildsTheImageOnce: every demo service used to carry the same
+// build section, so compose built one tag several times at once. The
+// upstream service builds it now; the others only run it, and never look
+// for it on a registry.
+func TestComposeBuildsTheImageOnce(t *testing.T) {
 	p := loadCompose(t, "*")
+	var builders, users []string
 	for _, svc := range p.Services {
-		if svc.Build == nil {
+		if svc.Build != nil {
+			builders = append(builders, svc.Name)
+		}
+		if svc.Image != demoImage {
 			continue
 		}
-		info, err := os.Stat(svc.Build.Context)
-		require.NoError(t, err, "%s: build context", svc.Name)
-		assert.True(t, info.IsDir(), "%s: build context is a folder", svc.Name)
-		_, err = os.Stat(filepath.Join(svc.Build.Context, svc.Build.Dockerfile))
-		require.NoError(t, err, "%s: Dockerfile", svc.Name)
-		abs, err := filepath.Abs(repoRoot)
-		require.NoError(t, err)
-		assert.Equal(t, abs, svc.Build.Context, "%s builds the repository", svc.Name)
-		assert.Equal(t, "tripline-demo:local", svc.Image, "%s: one image for all", svc.Name)
-		assert.FileExists(t, filepath.Join(svc.Build.Context, "go.mod"), svc.Name)
+		users = append(users, svc.Name)
+		assert.Equal(t, types.PullPolicyNever, svc.PullPolicy, "%s: %s exists only where it was built", svc.Name, demoImage)
 	}
+	assert.Equal(t, []string{"upstream"}, builders, "one service builds")
+	assert.ElementsMatch(t, []string{"upstream", "replica1", "replica2", "replica3", "cbctl"}, users, "every other service runs %s", demoImage)
+	for _, name := range []string{"replica1", "replica2", "replica3"} {
+		svc, err := p.GetService(name)
+		require.NoError(t, err)
+		assert.Contains(t, svc.DependsOn, "upstream", "%s starts after the service that builds its image", name)
+	}
+}
+
+func TestComposeBuildsFromTheDockerfile(t *testing.T) {
+	p := loadCompose(t, "*")
+	svc, err := p.GetService("upstream")
+	require.NoError(t, err)
+	require.NotNil(t, svc.Build)
+	info, err := os.Stat(svc.Build.Context)
+	require.NoError(t, err, "build context")
+	assert.True(t, info.IsDir(), "build context is a folder")
+	_, err = os.Stat(filepath.Join(svc.Build.Context, svc.Build.Dockerfile))
+	require.NoError(t, err, "Dockerfile")
+	abs, err := filepath.Abs(repoRoot)
+	require.NoError(t, err)
+	assert.Equal(t, abs, svc.Build.Context, "builds the repository")
+	assert.Equal(t, demoImage, svc.Image)
+	assert.FileExists(t, filepath.Join(svc.Build.Context, "go.mod"))
 }
 
 // dockerfile is what TestDockerfile reads from the Dockerfile.
@@ -148,10 +177,17 @@ func TestDockerfile(t *testing.T) {
 	}
 	assert.ElementsMatch(t, []string{"/usr/local/bin/cbctl", "/usr/local/bin/demo"}, d.installs)
 
+	// The image's modules: no `go mod download`, which fetches every module
+	// go.mod lists, the tests' too; go build fetches what it imports.
+	for _, run := range d.runs {
+		assert.NotRegexp(t, `go mod download\s*($|&&|;)`, run, "downloads the tests' modules too")
+	}
+	assert.Contains(t, build, "--mount=type=cache,target=/go/pkg/mod", "modules survive a code change")
+
 	// Every entrypoint in the compose file is a binary the image has.
 	p := loadCompose(t, "*")
 	for _, svc := range p.Services {
-		if svc.Build == nil {
+		if svc.Image != demoImage {
 			continue
 		}
 		require.Len(t, svc.Entrypoint, 1, svc.Name)
@@ -239,4 +275,38 @@ func TestComposeCommandsMatchTheDemo(t *testing.T) {
 		}
 	}
 	assert.Len(t, names, 3)
+}
+
+// testOnlyModules are required by go.mod for tests alone. The image's go
+// build must not need them: it would download them (compose-go alone
+// brings a dozen more).
+var testOnlyModules = []string{
+	"github.com/compose-spec/compose-go/v2",
+	"github.com/stretchr/testify",
+	"go.uber.org/goleak",
+	"pgregory.net/rapid",
+	"github.com/mattn/go-shellwords",
+}
+
+// TestImageNeedsNoTestModules asks the go command which modules the
+// binaries' packages come from: what go build downloads in the image.
+func TestImageNeedsNoTestModules(t *testing.T) {
+	cmd := exec.CommandContext(t.Context(), "go", "list", "-deps", "-f", "{{with .Module}}{{.Path}}{{end}}", "./cmd/cbctl", "./cmd/demo")
+	cmd.Dir = repoRoot
+	out, err := cmd.Output()
+	require.NoError(t, err, "go list: %s", errOutput(err))
+	modules := strings.Fields(string(out))
+	require.Contains(t, modules, "github.com/redis/go-redis/v9", "go list answered")
+	for _, m := range testOnlyModules {
+		assert.NotContains(t, modules, m, "a binary imports a test-only module: the image would download it")
+	}
+}
+
+// errOutput is the standard error of a failed command, if err carries it.
+func errOutput(err error) string {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return string(ee.Stderr)
+	}
+	return ""
 }

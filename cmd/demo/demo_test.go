@@ -113,7 +113,7 @@ func runFleet(t *testing.T, env map[string]string) {
 	ctx, cancel := context.WithTimeout(t.Context(), cfg.duration)
 	defer cancel()
 	var out testutil.SyncBuffer
-	res, err := runAll(ctx, cfg, &out, false)
+	res, err := runAll(ctx, cfg, &out, screen{})
 	require.NoError(t, err)
 	res.print(&out)
 	t.Log("\n" + out.String())
@@ -173,6 +173,38 @@ func runFleet(t *testing.T, env map[string]string) {
 	assert.Equal(t, uint64(len(res.published)), res.final.Generation)
 	assert.Contains(t, out.String(), "fleet-wide: 2 trips (closed -> open)")
 	assert.Contains(t, out.String(), `circuit "demo-upstream" is closed`)
+	assert.NotContains(t, out.String(), "never failed")
+	assert.NotContains(t, out.String(), "\x1b", "output that is not a terminal gets plain lines")
+}
+
+// TestSummaryExplainsAQuietRun: `demo --duration 3s` ends as the default
+// schedule's first outage starts, and showed nothing happening without
+// saying why.
+func TestSummaryExplainsAQuietRun(t *testing.T) {
+	tests := []struct {
+		sched string
+		want  string
+	}{
+		{defaultSchedule, "the upstream never failed: its first outage starts at 3s (try --duration 10s)"},
+		{"down=2s,up", "its first outage starts at 0s (try --duration 5s)"},
+		{"up=1m,down", "its first outage starts at 1m0s (try --duration 1m3s)"},
+		{"up", "the upstream never failed: its --schedule has no down phase"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.sched, func(t *testing.T) {
+			s, err := parseSchedule(tt.sched)
+			require.NoError(t, err)
+			res := &result{backend: "test", circuit: "c", sched: s, elapsed: 3 * time.Second,
+				names: []string{"r1"}, replicas: map[string]stats{"r1": {Calls: 30, OK: 30}}}
+			var out strings.Builder
+			res.print(&out)
+			assert.Contains(t, out.String(), tt.want)
+		})
+	}
+	res := &result{backend: "test", circuit: "c", names: []string{"r1"}, replicas: map[string]stats{"r1": {Calls: 30, OK: 27, Failed: 3}}}
+	var out strings.Builder
+	res.print(&out)
+	assert.NotContains(t, out.String(), "never failed", "calls failed: nothing to explain")
 }
 
 // TestRolesTalkThroughRedis runs the two docker-compose roles in-process:

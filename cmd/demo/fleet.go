@@ -63,10 +63,31 @@ func (r *result) print(w io.Writer) {
 		if s.SawOpen {
 			saw = "yes"
 		}
-		fmt.Fprintf(w, "  %-10s calls %4d  ok %4d  failed %2d  rejected %4d  probes %d  trips %d  saw open: %s\n",
-			name, s.Calls, s.OK, s.Failed, s.Rejected, s.Probes, s.Trips, saw)
+		// Under 80 characters: calls are ok plus failed, and the line above
+		// gives the total.
+		fmt.Fprintf(w, "  %-10s ok %3d  failed %2d  rejected %3d  probes %d  trips %d  saw open: %s\n",
+			name, s.OK, s.Failed, s.Rejected, s.Probes, s.Trips, saw)
 	}
 	fmt.Fprintf(w, "  circuit %q is %s, generation %d\n", r.circuit, r.final.State, r.final.Generation)
+	if failed == 0 {
+		fmt.Fprintln(w, r.sched.noOutageNote())
+	}
+}
+
+// noOutageNote explains a run in which no call failed: it ended before the
+// upstream's first outage, as a short --duration with the default schedule
+// does.
+func (s schedule) noOutageNote() string {
+	var start time.Duration
+	for _, p := range s {
+		if !p.up {
+			// Long enough for the trip, the outage, and a probe after it.
+			end := start + p.dur + 3*time.Second
+			return fmt.Sprintf("  the upstream never failed: its first outage starts at %s (try --duration %s)", start, end)
+		}
+		start += p.dur
+	}
+	return "  the upstream never failed: its --schedule has no down phase"
 }
 
 func plural(n int, what string) string {
@@ -77,8 +98,8 @@ func plural(n int, what string) string {
 }
 
 // runAll runs the upstream, the replicas and the display in this process
-// until ctx is done.
-func runAll(ctx context.Context, cfg *config, out io.Writer, tty bool) (*result, error) {
+// until ctx is done. scr says whether out can show the live table.
+func runAll(ctx context.Context, cfg *config, out io.Writer, scr screen) (*result, error) {
 	redisURL, backend := cfg.redisURL, "Redis at "+redact.URL(cfg.redisURL)
 	storeOpts := demoStoreOptions(cfg)
 	if redisURL == "" {
@@ -124,7 +145,7 @@ func runAll(ctx context.Context, cfg *config, out io.Writer, tty bool) (*result,
 	}
 
 	res := &result{backend: backend, circuit: cfg.circuit, sched: cfg.sched, replicas: map[string]stats{}}
-	d := newDisplay(out, cfg, backend, since, tty)
+	d := newDisplay(out, cfg, backend, since, scr)
 	var mu sync.Mutex // guards res.transitions
 	onMove := func(t transition) {
 		mu.Lock()

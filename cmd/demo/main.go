@@ -12,6 +12,11 @@
 // With no REDIS_URL the demo runs an embedded miniredis, so it needs no
 // setup. It stops after --duration (default 20s; 0: until interrupted) and
 // prints a summary.
+//
+// On a terminal it redraws a live table in place, fitted to the terminal's
+// size ($COLUMNS and $LINES if the terminal does not tell, else 80x24):
+// long cells are cut and the latest events that fit are shown. Elsewhere (a
+// pipe, CI) it prints one plain line per event.
 package main
 
 import (
@@ -174,7 +179,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runReplica(ctx, cfg, stdout)
 	default:
 		var res *result
-		res, err = runAll(ctx, cfg, stdout, isTerminal(stdout))
+		res, err = runAll(ctx, cfg, stdout, screenOf(stdout, os.Getenv))
 		if err == nil {
 			res.print(stdout)
 		}
@@ -184,17 +189,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
-}
-
-// isTerminal reports whether w is a terminal, where the live table can
-// redraw itself.
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
 // discardLogger drops go-redis's own log lines.

@@ -88,11 +88,17 @@ type replica struct {
 // newReplica builds a replica whose Breaker uses store.
 func newReplica(name, url string, store breaker.Store, cfg breakerConfig, since func() time.Duration,
 	report func(string), onMove func(transition)) (*replica, error) {
+	// Each replica has its own connection pool, as a separate process
+	// would. Replicas sharing http.DefaultTransport, which keeps 2 idle
+	// connections per host, closed and dialled connections all the time,
+	// and a connection dialled for a call that another then served stayed
+	// unused.
+	transport := http.DefaultTransport.(*http.Transport).Clone()
 	r := &replica{
 		name:      name,
 		url:       url,
 		threshold: cfg.threshold,
-		http:      &http.Client{Timeout: time.Second},
+		http:      &http.Client{Timeout: time.Second, Transport: transport},
 		since:     since,
 		report:    report,
 		onMove:    onMove,
@@ -141,8 +147,10 @@ func (r *replica) onStateChange(_ string, from, to breaker.State) {
 	}
 }
 
-// run calls the upstream once per interval until ctx is done.
+// run calls the upstream once per interval until ctx is done, then closes
+// its idle connections so the upstream can stop at once.
 func (r *replica) run(ctx context.Context, interval time.Duration) {
+	defer r.http.CloseIdleConnections()
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -249,7 +257,7 @@ func (r *replica) get(ctx context.Context) error {
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, resp.Body)
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("upstream answered %s", resp.Status)
+		return fmt.Errorf("upstream answered %d", resp.StatusCode)
 	}
 	return nil
 }

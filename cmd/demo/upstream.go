@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -119,7 +120,14 @@ type upstream struct {
 	start time.Time
 	srv   *http.Server
 	ln    net.Listener
+
+	mu     sync.Mutex            // guards unused
+	unused map[net.Conn]struct{} // connections that have carried no call yet
 }
+
+// closeGrace bounds how long close waits for calls in flight. The upstream
+// answers at once, so only a client that stalls mid-call needs it.
+const closeGrace = 500 * time.Millisecond
 
 // startUpstream listens on addr and serves until close. Its schedule starts
 // now.
@@ -128,10 +136,36 @@ func startUpstream(addr string, sched schedule) (*upstream, error) {
 	if err != nil {
 		return nil, fmt.Errorf("upstream: listen on %s: %w", addr, err)
 	}
-	u := &upstream{sched: sched, start: time.Now(), ln: ln}
-	u.srv = &http.Server{Handler: u, ReadHeaderTimeout: 5 * time.Second}
+	u := &upstream{sched: sched, start: time.Now(), ln: ln, unused: map[net.Conn]struct{}{}}
+	u.srv = &http.Server{Handler: u, ReadHeaderTimeout: 5 * time.Second, ConnState: u.track}
+	u.srv.RegisterOnShutdown(u.closeUnused)
 	go func() { _ = u.srv.Serve(ln) }()
 	return u, nil
+}
+
+// track keeps the set of connections that have carried no call yet.
+func (u *upstream) track(c net.Conn, st http.ConnState) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if st == http.StateNew {
+		u.unused[c] = struct{}{}
+	} else {
+		delete(u.unused, c)
+	}
+}
+
+// closeUnused runs when Shutdown starts, after the listener is closed. An
+// http.Transport often dials a connection for a call that another
+// connection then serves, and keeps it unused. Shutdown closes idle
+// connections but waits up to 5s for one that carried no request yet
+// (net/http treats a new connection as busy); closing those here lets
+// Shutdown return as soon as the calls in flight are answered.
+func (u *upstream) closeUnused() {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for c := range u.unused {
+		_ = c.Close()
+	}
 }
 
 // ServeHTTP answers one call according to the schedule.
@@ -146,11 +180,14 @@ func (u *upstream) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
 // url is where the upstream can be called.
 func (u *upstream) url() string { return "http://" + u.ln.Addr().String() + "/" }
 
+// close stops the upstream: the calls in flight are answered, then every
+// connection is closed. A call still running after closeGrace is cut off.
 func (u *upstream) close() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), closeGrace)
 	defer cancel()
-	if err := u.srv.Shutdown(ctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
+	err := u.srv.Shutdown(ctx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		err = u.srv.Close()
 	}
-	return nil
+	return err
 }
