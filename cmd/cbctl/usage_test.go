@@ -2,6 +2,7 @@ package main
 
 import (
 	"net"
+	"os"
 	"strings"
 	"testing"
 
@@ -66,6 +67,22 @@ func TestUsageErrorsExitTwo(t *testing.T) {
 			assert.Len(t, errLines, 2, "an error line and a hint")
 			assert.Contains(t, errLines[len(errLines)-1], "--help' for usage")
 		})
+	}
+}
+
+// TestNoArgumentsIsMissingCommand: run reads only the arguments it is
+// given. cobra reads the process's own when given nil, so "no command" once
+// depended on how the test binary was started: a test binary run with
+// "-test.run X" (two words) made X the command.
+func TestNoArgumentsIsMissingCommand(t *testing.T) {
+	saved := os.Args
+	t.Cleanup(func() { os.Args = saved })
+	os.Args = []string{saved[0], "version"}
+	for _, args := range [][]string{nil, {}} {
+		out := cbctl(t, nil, args...)
+		assert.Equal(t, exitUsage, out.code, "%#v: stdout %q", args, out.stdout)
+		assert.Empty(t, out.stdout, "%#v", args)
+		assert.Contains(t, out.stderr, "missing command", "%#v", args)
 	}
 }
 
