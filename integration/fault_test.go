@@ -36,22 +36,28 @@ import (
 func singleFleet(t *testing.T, relaxed bool, opts ...redisserver.Option) (*redisserver.Server, *faultFleet) {
 	t.Helper()
 	srv := redisserver.StartSingle(t, opts...)
-	newClient := func() redis.UniversalClient { return redis.NewClient(faultOptions(srv.Addr(), 1)) }
-	var storeOpts []redisstore.Option
-	if relaxed {
-		newClient = func() redis.UniversalClient {
-			o := faultOptions(srv.Addr(), 1)
-			o.DialTimeout, o.ReadTimeout, o.WriteTimeout, o.PoolTimeout = relaxedTimeout, relaxedTimeout, relaxedTimeout, relaxedTimeout
-			return redis.NewClient(o)
-		}
-		storeOpts = append(storeOpts, redisstore.WithCallTimeout(relaxedTimeout))
-	}
+	newClient, storeOpts := fleetClients(srv.Addr(), relaxed)
 	f := newFaultFleet(t, redis.NewClient(&redis.Options{Addr: srv.Addr()}), standardReplicas(newClient), storeOpts...)
 	return srv, f
 }
 
 // relaxedTimeout is the client and store timeout of relaxed fleets.
 const relaxedTimeout = 500 * time.Millisecond
+
+// fleetClients returns how a fleet's replicas make their clients to addr,
+// and their store options: faultOptions (one retry) and the store's default
+// call timeout, or relaxedTimeout for both when relaxed.
+func fleetClients(addr string, relaxed bool) (func() redis.UniversalClient, []redisstore.Option) {
+	if !relaxed {
+		return func() redis.UniversalClient { return redis.NewClient(faultOptions(addr, 1)) }, nil
+	}
+	newClient := func() redis.UniversalClient {
+		o := faultOptions(addr, 1)
+		o.DialTimeout, o.ReadTimeout, o.WriteTimeout, o.PoolTimeout = relaxedTimeout, relaxedTimeout, relaxedTimeout, relaxedTimeout
+		return redis.NewClient(o)
+	}
+	return newClient, []redisstore.Option{redisstore.WithCallTimeout(relaxedTimeout)}
+}
 
 // runFault loads the fleet (3 goroutines per replica, a call each
 // millisecond or so), lets it run healthy, calls inject (which injects the

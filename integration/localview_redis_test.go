@@ -170,6 +170,13 @@ func TestLocalViewFleetTripsOnce(t *testing.T) {
 // TestLocalViewPropagation measures, over many trips, the time from the
 // failing call that trips the circuit on replica A to the first call that
 // replica B rejects from its own view, without asking Redis.
+//
+// The replicas' call timeout is generous (2s, as in
+// TestLocalViewFleetTripsOnce): with the default 50ms, a loaded machine
+// timed A's admission out (2 runs in 20 under -race), A served the call
+// degraded and tripped only its local fallback, and B, rightly, never
+// heard of a trip. That is the degraded mode's contract, tested on its own;
+// this test is about the trips that reach Redis.
 func TestLocalViewPropagation(t *testing.T) {
 	const trips = 50
 	for _, be := range backends(t) {
@@ -177,8 +184,8 @@ func TestLocalViewPropagation(t *testing.T) {
 			ctx := context.Background()
 			prefix := newPrefix(t)
 			cfg := breaker.Config{FailureThreshold: 1, Timeout: time.Minute}
-			a := newViewReplica(t, be, prefix, "propagation", cfg)
-			b := newViewReplica(t, be, prefix, "propagation", cfg)
+			a := newViewReplica(t, be, prefix, "propagation", cfg, redisstore.WithCallTimeout(2*time.Second))
+			b := newViewReplica(t, be, prefix, "propagation", cfg, redisstore.WithCallTimeout(2*time.Second))
 			a.warm(t)
 			b.warm(t)
 			ok := func(context.Context) error { return nil }
@@ -200,7 +207,11 @@ func TestLocalViewPropagation(t *testing.T) {
 				start := time.Now()
 				require.ErrorIs(t, a.breaker.Do(ctx, func(context.Context) error { return errBoom }), errBoom)
 				at, heard := <-seen
-				require.True(t, heard, "trip %d: B never rejected a call", trip)
+				if !heard {
+					snap, err := a.breaker.Snapshot(ctx)
+					require.NoError(t, err)
+					require.Fail(t, "B never rejected a call", "trip %d; A's store errors: %d (a call served degraded trips only A)", trip, snap.StoreErrors)
+				}
 				took = append(took, at.Sub(start))
 				assert.Equal(t, before, b.scripts.n.Load(), "trip %d: B asked Redis", trip)
 
@@ -221,7 +232,10 @@ func TestLocalViewPropagation(t *testing.T) {
 
 // TestLocalViewRoundTrips counts, from INFO commandstats on the servers,
 // the script calls per Breaker call on each path with local views (views
-// fresh, scripts cached).
+// fresh, scripts cached). A view older than MaxStaleness (1s) is refreshed
+// by the next admission, one script call, so a path may also make one
+// script call per second it ran, plus one: on a cluster the measuring
+// (INFO on every node, twice a call) takes most of that time.
 func TestLocalViewRoundTrips(t *testing.T) {
 	for _, d := range deployments(t) {
 		t.Run(d.name, func(t *testing.T) {
@@ -247,17 +261,16 @@ func TestLocalViewRoundTrips(t *testing.T) {
 				before func() // not measured
 				call   func() error
 				calls  int
-				most   float64 // script calls per call
+				each   int64 // script calls per call, refreshes aside
 			}{
-				{"closed success (consecutive)", nil, func() error { return healthy.breaker.Do(ctx, ok) }, n, 0.01},
-				{"closed success (window)", nil, func() error { return windowed.breaker.Do(ctx, ok) }, n, 0.01},
-				// One script call per failure, and once per MaxStaleness
-				// (1s) an admission that refreshes the view.
-				{"closed failure", nil, func() error { return failing.breaker.Do(ctx, fail) }, 100, 1.05},
-				{"open rejection", nil, func() error { return open.breaker.Do(ctx, ok) }, n, 0.01},
+				{"closed success (consecutive)", nil, func() error { return healthy.breaker.Do(ctx, ok) }, n, 0},
+				{"closed success (window)", nil, func() error { return windowed.breaker.Do(ctx, ok) }, n, 0},
+				{"closed failure", nil, func() error { return failing.breaker.Do(ctx, fail) }, 100, 1},
+				{"open rejection", nil, func() error { return open.breaker.Do(ctx, ok) }, n, 0},
 				{"half-open probe (fails)", func() { time.Sleep(30 * time.Millisecond) }, func() error { return probing.breaker.Do(ctx, fail) }, 20, 2},
 			} {
 				var scripts int64
+				start := time.Now()
 				for range p.calls {
 					if p.before != nil {
 						p.before()
@@ -267,9 +280,11 @@ func TestLocalViewRoundTrips(t *testing.T) {
 					after := commandCalls(t, d)
 					scripts += after["evalsha"] - before["evalsha"] + after["eval"] - before["eval"]
 				}
-				per := float64(scripts) / float64(p.calls)
-				t.Logf("%-30s %.3f script calls per call (%d calls)", p.name, per, p.calls)
-				assert.LessOrEqual(t, per, p.most, p.name)
+				elapsed := time.Since(start)
+				refreshes := int64(elapsed/redisstore.DefaultMaxStaleness) + 1
+				t.Logf("%-30s %.3f script calls per call (%d calls in %v)", p.name, float64(scripts)/float64(p.calls), p.calls, elapsed.Round(time.Millisecond))
+				assert.LessOrEqual(t, scripts, p.each*int64(p.calls)+refreshes, "%s: %d calls, %d a call and at most %d refreshes in %v",
+					p.name, p.calls, p.each, refreshes, elapsed)
 			}
 		})
 	}

@@ -50,7 +50,9 @@ func (a *app) run(ctx context.Context, args []string) int {
 	redis.SetLogger(discardLogger{})
 	secrets := argSecrets(append([]string{a.getenv("REDIS_URL")}, args...))
 	root := a.commands()
-	root.SetArgs(args)
+	// cobra reads the process's arguments when given nil: run reads only
+	// its own.
+	root.SetArgs(append([]string{}, args...))
 	root.SetOut(a.stdout)
 	root.SetErr(a.stderr)
 	cmd, err := root.ExecuteContextC(ctx)
