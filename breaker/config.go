@@ -67,8 +67,9 @@ type Config struct {
 	// as closed to half-open), and one lost message is made up for at the
 	// replica's next call that asks the store. It runs on a goroutine of
 	// the store's or of a call of this Breaker, never under a lock it
-	// could need. Only stores that implement Follower report such changes
-	// (the Redis store does).
+	// could need, while the Breaker is in use (the store holds it weakly).
+	// Only stores that implement Follower report such changes (the Redis
+	// store does).
 	// default: nil
 	OnStateSeen func(name string, from, to State)
 	// Store holds the circuit's state; share one to share circuits. If the

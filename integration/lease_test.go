@@ -5,6 +5,7 @@ package integration
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"testing"
 	"time"
 
@@ -124,6 +125,7 @@ func TestStalledAdmissionLeaksNoLease(t *testing.T) {
 				{"B: open -> half-open", "B: half-open -> closed"},
 			}, reports, "the move to half-open is reported once")
 			assert.Empty(t, changes, "nothing more")
+			runtime.KeepAlive(a) // a Breaker no longer reachable is not told
 		})
 	}
 }

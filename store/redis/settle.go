@@ -252,7 +252,8 @@ type follower struct {
 
 // Follow implements breaker.Follower: fn receives the transitions that
 // calls of this store made on the circuit but whose replies were lost
-// (see settle.go), once each.
+// (see settle.go), once each, and every change of state of the circuit
+// the store's view learns of, from replies and published events.
 func (s *Store) Follow(name string, fn func(breaker.Followed)) (stop func()) {
 	f := &follower{fn: fn}
 	fs := &s.followers
@@ -277,6 +278,17 @@ func (s *Store) Follow(name string, fn func(breaker.Followed)) (stop func()) {
 		} else {
 			fs.fns[name] = list
 		}
+	}
+}
+
+// seen gives a change of state the store learned of to every follower of
+// the circuit, outside the lock.
+func (fs *followers) seen(name string, t breaker.Transition) {
+	fs.mu.Lock()
+	list := fs.fns[name]
+	fs.mu.Unlock()
+	for _, f := range list {
+		f.fn(breaker.Followed{Transition: t})
 	}
 }
 

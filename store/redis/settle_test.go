@@ -2,6 +2,7 @@ package redisstore_test
 
 import (
 	"context"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -205,4 +206,5 @@ func TestLostTransitionReachesOnStateChange(t *testing.T) {
 		require.Fail(t, "OnStateChange was not called for the lost admission's transition")
 	}
 	assert.Empty(t, changes, "once")
+	runtime.KeepAlive(b) // a Breaker no longer reachable is not told
 }

@@ -395,8 +395,22 @@ func (s *Store) learn(c *circuit, f fact, a asked) {
 		}
 		nv.seq = s.seq.Add(1)
 		if c.view.CompareAndSwap(old, nv) {
+			s.moved(c, old, nv)
 			return
 		}
+	}
+}
+
+// moved tells the circuit's Breakers (breaker.Follower) that the view's
+// state changed: a replica's idea of the shared state follows the fleet,
+// whoever made the change. A circuit first heard of counts as closed.
+func (s *Store) moved(c *circuit, old, nv *view) {
+	from := breaker.StateClosed
+	if old != nil {
+		from = old.state
+	}
+	if from != nv.state {
+		s.followers.seen(c.name, breaker.Transition{From: from, To: nv.state, Generation: nv.gen})
 	}
 }
 
@@ -426,6 +440,7 @@ func (s *Store) hear(ev Event) {
 		}
 		nv.seq = s.seq.Add(1)
 		if c.view.CompareAndSwap(old, nv) {
+			s.moved(c, old, nv)
 			return
 		}
 	}
