@@ -149,3 +149,60 @@ func (g *seenGate) deliver(ready []Transition) {
 		g.fn(t.From, t.To)
 	}
 }
+
+// Followers keeps the functions registered with Follow, by circuit name,
+// for Store implementers: a Store implements Follower with its Follow and
+// calls Seen and Made where it learns of a change. The zero value is
+// ready to use.
+type Followers struct {
+	mu  sync.Mutex
+	fns map[string][]*followFn
+}
+
+type followFn struct{ fn func(Followed) }
+
+// Follow registers fn for the circuit called name (see Follower).
+func (fs *Followers) Follow(name string, fn func(Followed)) (stop func()) {
+	f := &followFn{fn: fn}
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	if fs.fns == nil {
+		fs.fns = make(map[string][]*followFn)
+	}
+	fs.fns[name] = append(slices.Clone(fs.fns[name]), f)
+	return func() {
+		fs.mu.Lock()
+		defer fs.mu.Unlock()
+		list := slices.DeleteFunc(slices.Clone(fs.fns[name]), func(g *followFn) bool { return g == f })
+		if len(list) == 0 {
+			delete(fs.fns, name)
+		} else {
+			fs.fns[name] = list
+		}
+	}
+}
+
+// Seen gives a change of state the store learned of to every function of
+// the circuit, outside the lock.
+func (fs *Followers) Seen(name string, t Transition) {
+	fs.mu.Lock()
+	list := fs.fns[name] // never changed in place: Follow and stop copy
+	fs.mu.Unlock()
+	for _, f := range list {
+		f.fn(Followed{Transition: t})
+	}
+}
+
+// Made gives a transition made by a call whose reply was lost to one
+// function of the circuit, outside the lock.
+func (fs *Followers) Made(name string, t Transition, cause string) {
+	fs.mu.Lock()
+	var f *followFn
+	if list := fs.fns[name]; len(list) > 0 {
+		f = list[0]
+	}
+	fs.mu.Unlock()
+	if f != nil {
+		f.fn(Followed{Transition: t, Cause: cause, Made: true})
+	}
+}

@@ -14,9 +14,43 @@ import (
 // and the implementation behind store/memory. It is the reference the Redis
 // scripts follow.
 type memStore struct {
-	now      func() time.Time
-	circuits sync.Map // string -> *memCircuit; read without a lock
-	probeSeq atomic.Uint64
+	now       func() time.Time
+	circuits  sync.Map // string -> *memCircuit; read without a lock
+	probeSeq  atomic.Uint64
+	followers Followers // Breakers sharing the store hear of each other's transitions
+}
+
+// Follow implements Follower: fn hears of every transition of the
+// circuit, made by any Breaker of this store.
+func (s *memStore) Follow(name string, fn func(Followed)) (stop func()) {
+	return s.followers.Follow(name, fn)
+}
+
+// Admit implements Store.
+func (s *memStore) Admit(ctx context.Context, name string, p Policy) (Admission, error) {
+	a, err := s.admit(name, p)
+	if a.Transition.Changed() {
+		s.followers.Seen(name, a.Transition)
+	}
+	return a, err
+}
+
+// Record implements Store.
+func (s *memStore) Record(ctx context.Context, name string, p Policy, o Outcome) (Result, error) {
+	r, err := s.record(name, p, o)
+	if r.Transition.Changed() {
+		s.followers.Seen(name, r.Transition)
+	}
+	return r, err
+}
+
+// Apply implements Store.
+func (s *memStore) Apply(ctx context.Context, name string, cmd Command) (Result, error) {
+	r, err := s.apply(name, cmd)
+	if r.Transition.Changed() {
+		s.followers.Seen(name, r.Transition)
+	}
+	return r, err
 }
 
 type memCircuit struct {
@@ -93,8 +127,9 @@ func (c *memCircuit) unlock() {
 	c.mu.Unlock()
 }
 
-// Admit implements Store.
-func (s *memStore) Admit(_ context.Context, name string, p Policy) (Admission, error) {
+// admit decides an admission; transitions are reported by Admit, after
+// the circuit's lock is released.
+func (s *memStore) admit(name string, p Policy) (Admission, error) {
 	if err := p.Validate(); err != nil {
 		return Admission{}, err
 	}
@@ -144,8 +179,8 @@ func (s *memStore) Admit(_ context.Context, name string, p Policy) (Admission, e
 	return a, nil
 }
 
-// Record implements Store.
-func (s *memStore) Record(_ context.Context, name string, p Policy, o Outcome) (Result, error) {
+// record counts an outcome (see admit).
+func (s *memStore) record(name string, p Policy, o Outcome) (Result, error) {
 	if err := p.Validate(); err != nil {
 		return Result{}, err
 	}
@@ -208,8 +243,8 @@ func (s *memStore) Record(_ context.Context, name string, p Policy, o Outcome) (
 	return r, nil
 }
 
-// Apply implements Store.
-func (s *memStore) Apply(_ context.Context, name string, cmd Command) (Result, error) {
+// apply carries out a command (see admit).
+func (s *memStore) apply(name string, cmd Command) (Result, error) {
 	if cmd.TTL < 0 {
 		return Result{}, fmt.Errorf("tripline: negative override TTL %s", cmd.TTL)
 	}

@@ -54,6 +54,12 @@ func (s *Store) Apply(ctx context.Context, name string, c breaker.Command) (brea
 	return s.get().Apply(ctx, name, c)
 }
 
+// Follow implements breaker.Follower: Breakers that share the store hear
+// of each other's transitions (breaker.Config.OnStateSeen).
+func (s *Store) Follow(name string, fn func(breaker.Followed)) (stop func()) {
+	return s.get().(breaker.Follower).Follow(name, fn)
+}
+
 // Load implements breaker.Store.
 func (s *Store) Load(ctx context.Context, name string) (breaker.Snapshot, error) {
 	return s.get().Load(ctx, name)

@@ -304,7 +304,7 @@ type Store struct {
 	// Calls whose replies were lost, and who hears of what they did
 	// (see settle.go).
 	settles   settler
-	followers followers
+	followers breaker.Followers
 
 	// Coalesced resets (see flush.go).
 	flushMu  sync.Mutex

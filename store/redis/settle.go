@@ -184,7 +184,7 @@ func (s *Store) settled(a abandoned, reply any) {
 		return
 	}
 	if t.Generation != 0 {
-		s.followers.report(a.name, breaker.Followed{Transition: t, Cause: cause, Made: true})
+		s.followers.Made(a.name, t, cause)
 	}
 }
 
@@ -239,70 +239,12 @@ func (s *Store) settleGiveUp(list []abandoned, errs ...error) {
 	}
 }
 
-// followers are the functions Breakers registered per circuit name
-// (breaker.Follower).
-type followers struct {
-	mu  sync.Mutex
-	fns map[string][]*follower
-}
-
-type follower struct {
-	fn func(breaker.Followed)
-}
-
 // Follow implements breaker.Follower: fn receives the transitions that
 // calls of this store made on the circuit but whose replies were lost
-// (see settle.go), once each, and every change of state of the circuit
-// the store's view learns of, from replies and published events.
+// (see above), once each, and every change of state of the circuit the
+// store's view learns of, from replies and published events (view.go).
 func (s *Store) Follow(name string, fn func(breaker.Followed)) (stop func()) {
-	f := &follower{fn: fn}
-	fs := &s.followers
-	fs.mu.Lock()
-	defer fs.mu.Unlock()
-	if fs.fns == nil {
-		fs.fns = make(map[string][]*follower)
-	}
-	fs.fns[name] = append(fs.fns[name], f)
-	return func() {
-		fs.mu.Lock()
-		defer fs.mu.Unlock()
-		list := fs.fns[name]
-		for i, g := range list {
-			if g == f {
-				list = append(list[:i:i], list[i+1:]...)
-				break
-			}
-		}
-		if len(list) == 0 {
-			delete(fs.fns, name)
-		} else {
-			fs.fns[name] = list
-		}
-	}
-}
-
-// seen gives a change of state the store learned of to every follower of
-// the circuit, outside the lock.
-func (fs *followers) seen(name string, t breaker.Transition) {
-	fs.mu.Lock()
-	list := fs.fns[name]
-	fs.mu.Unlock()
-	for _, f := range list {
-		f.fn(breaker.Followed{Transition: t})
-	}
-}
-
-// report gives t to one follower of the circuit, outside the lock.
-func (fs *followers) report(name string, t breaker.Followed) {
-	fs.mu.Lock()
-	var f *follower
-	if list := fs.fns[name]; len(list) > 0 {
-		f = list[0]
-	}
-	fs.mu.Unlock()
-	if f != nil {
-		f.fn(t)
-	}
+	return s.followers.Follow(name, fn)
 }
 
 var _ breaker.Follower = (*Store)(nil)

@@ -410,7 +410,7 @@ func (s *Store) moved(c *circuit, old, nv *view) {
 		from = old.state
 	}
 	if from != nv.state {
-		s.followers.seen(c.name, breaker.Transition{From: from, To: nv.state, Generation: nv.gen})
+		s.followers.Seen(c.name, breaker.Transition{From: from, To: nv.state, Generation: nv.gen})
 	}
 }
 
