@@ -71,7 +71,10 @@
 //
 // OnStateChange runs exactly once per transition, on the Breaker that made
 // it, after the store committed it and never under a lock; transitions are
-// logged through Config.Logger. Reset, ForceOpen and ForceClose are
+// logged through Config.Logger. A transition whose call lost its reply (a
+// Redis timeout) is reported when the store settles the call. OnStateSeen
+// runs on every other Breaker of the circuit that learns of the change
+// (published events, replies), so each replica can follow the shared state. Reset, ForceOpen and ForceClose are
 // transitions too, seen at their next call by every Breaker sharing the
 // circuit: each starts a new generation and is logged, and OnStateChange
 // runs when it changes the state (a Reset of a closed circuit does not).
