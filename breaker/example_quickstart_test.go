@@ -13,8 +13,8 @@ import (
 	redisstore "github.com/tripline/tripline/store/redis"
 )
 
-// The README's Quick start, run six times as six processes would: the
-// circuit lives in Redis, so the sixth run is rejected. run and chargeCard
+// The README's Quick start: run called six times, as six processes
+// would: the circuit lives in Redis, so the sixth call is rejected. run and chargeCard
 // are the README's code, line for line (TestReadmeQuickStart checks it);
 // an embedded miniredis stands in for your Redis.
 func Example_quickStart() {
@@ -23,8 +23,14 @@ func Example_quickStart() {
 		panic(err)
 	}
 	defer mr.Close()
+	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr(), ContextTimeoutEnabled: true})
+	defer rdb.Close()
+	// miniredis runs Lua far slower than Redis (under -race, more than the
+	// 50ms default): a longer call timeout keeps every call on the store.
+	store := redisstore.New(rdb, redisstore.WithCallTimeout(10*time.Second))
+	defer store.Close()
 	for range 6 {
-		err := run(context.Background(), mr.Addr())
+		err := run(context.Background(), store)
 		if errors.Is(err, breaker.ErrOpen) {
 			fmt.Println("rejected: the circuit is open")
 			continue
@@ -40,15 +46,7 @@ func Example_quickStart() {
 	// rejected: the circuit is open
 }
 
-func run(ctx context.Context, addr string) error {
-	rdb := redis.NewClient(&redis.Options{
-		Addr:                  addr,
-		ContextTimeoutEnabled: true, // lets the store's call timeout (50ms) bound each round trip
-	})
-	defer rdb.Close()
-	store := redisstore.New(rdb) // one per process, shared by all its circuits
-	defer store.Close()          // runs before rdb.Close: deferred calls run last first
-
+func run(ctx context.Context, store breaker.Store) error {
 	payments, err := breaker.New("payments", breaker.Config{
 		FailureThreshold: 5,                // open after 5 consecutive failures
 		Timeout:          30 * time.Second, // stay open 30s, then let one probe through
