@@ -144,10 +144,10 @@ func onEveryNode(t *testing.T, d deployment, args ...string) {
 // scriptSHAs pins the SHA1 of every script, as store/redis's unit test
 // does; a change to a .lua file must update both, deliberately.
 var scriptSHAs = map[string]string{
-	"admit":  "dabf58e9132e817c0f08c19f1554328e82eb724c",
-	"record": "82478fb8c208f802ac582f8d03fc65f5a71b4e4e",
-	"apply":  "8a0849bf5647cbd8280a44914c0ac2cba122ab3f",
-	"load":   "bac804d5f5371d136e42efd3b10213c885721b81",
+	"admit":  "9a2f86c40022da42a03db7329d6fab2ebf487007",
+	"record": "f0fe2964f9df89784b4366b85d00b01d9de66163",
+	"apply":  "3b274777245eeeb8e460c3d4c131581a28acfe54",
+	"load":   "93960315ddbd7e7feac175d519665372a8588b66",
 }
 
 // TestRedisScriptSHAs: real Redis (every node of a Cluster) gives each

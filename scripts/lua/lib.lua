@@ -197,9 +197,11 @@ local function save(c, now, probe_timeout)
     redis.call('ZREM', P, fmt(c.release))
   end
   if c.failure then
+    -- ZADD first: over maxmemory (noeviction) Redis refuses a script's
+    -- first write only if it may grow memory, and then nothing is counted.
+    redis.call('ZADD', W, fmt(c.failure[2]), fmt(c.failure[1]))
     redis.call('ZREMRANGEBYSCORE', W, '-inf', fmt(now - c.window))
     redis.call('ZREMRANGEBYSCORE', W, '(' .. fmt(now), '+inf')
-    redis.call('ZADD', W, fmt(c.failure[2]), fmt(c.failure[1]))
     redis.call('ZREMRANGEBYRANK', W, '0', fmt(-(c.keep + 1)))
   end
   if c.lease then

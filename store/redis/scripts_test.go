@@ -21,10 +21,10 @@ import (
 var scriptSHAs = []struct {
 	name, src, sha string
 }{
-	{"admit", lua.Admit, "dabf58e9132e817c0f08c19f1554328e82eb724c"},
-	{"record", lua.Record, "82478fb8c208f802ac582f8d03fc65f5a71b4e4e"},
-	{"apply", lua.Apply, "8a0849bf5647cbd8280a44914c0ac2cba122ab3f"},
-	{"load", lua.Load, "bac804d5f5371d136e42efd3b10213c885721b81"},
+	{"admit", lua.Admit, "9a2f86c40022da42a03db7329d6fab2ebf487007"},
+	{"record", lua.Record, "f0fe2964f9df89784b4366b85d00b01d9de66163"},
+	{"apply", lua.Apply, "3b274777245eeeb8e460c3d4c131581a28acfe54"},
+	{"load", lua.Load, "93960315ddbd7e7feac175d519665372a8588b66"},
 	{"settle", lua.Settle, "b2f421621ebc1ae79e10ec98c46f7e4665023194"},
 }
 
