@@ -176,6 +176,7 @@ func (s *Store) Close() error {
 		return nil
 	}
 	close(s.done)
+	s.endLife()
 	s.psMu.Lock()
 	ps, cancel := s.ps, s.cancelSub
 	s.psMu.Unlock()

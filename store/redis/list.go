@@ -160,6 +160,12 @@ func (s *Store) loadMany(ctx context.Context, names []string) ([]Entry, error) {
 func (s *Store) evalMany(ctx context.Context, script *redis.Script, keys [][]string, args [][]any) ([]any, []error) {
 	cctx, cancel := s.callCtx(ctx)
 	defer cancel()
+	return s.evalWithin(cctx, func() (context.Context, context.CancelFunc) { return s.callCtx(ctx) }, script, keys, args)
+}
+
+// evalWithin is evalMany under cctx, with rerun giving the ctx of a call
+// that runs again after NOSCRIPT.
+func (s *Store) evalWithin(cctx context.Context, rerun func() (context.Context, context.CancelFunc), script *redis.Script, keys [][]string, args [][]any) ([]any, []error) {
 	replies := make([]any, len(keys))
 	errs := make([]error, len(keys))
 	if len(keys) == 1 {
@@ -191,7 +197,7 @@ func (s *Store) evalMany(ctx context.Context, script *redis.Script, keys [][]str
 	for i, cmd := range cmds {
 		replies[i], errs[i] = cmd.Result()
 		if redis.HasErrorPrefix(errs[i], "NOSCRIPT") {
-			rctx, rcancel := s.callCtx(ctx) // a round trip of its own
+			rctx, rcancel := rerun() // a round trip of its own
 			var v any
 			errs[i] = s.bound(rctx, func(rctx context.Context) (err error) {
 				v, err = script.Run(rctx, s.client, keys[i], args[i]...).Result()

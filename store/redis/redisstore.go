@@ -305,6 +305,8 @@ type Store struct {
 	// (see settle.go).
 	settles   settler
 	followers breaker.Followers
+	life      context.Context // ended by Close: bounds the settles' waits
+	endLife   context.CancelFunc
 
 	// Coalesced resets (see flush.go).
 	flushMu  sync.Mutex
@@ -446,6 +448,7 @@ func New(client redis.UniversalClient, opts ...Option) *Store {
 		now:         o.clock,
 		done:        make(chan struct{}),
 	}
+	s.life, s.endLife = context.WithCancel(context.Background())
 	s.sweepAt.Store(min(minSweep, int64(s.maxViews)+1))
 	if s.logger == nil {
 		s.logger = warnlog.New()
@@ -650,15 +653,34 @@ func (s *Store) bound(cctx context.Context, trip func(context.Context) error) er
 // reply was not read (a timeout, a dropped connection), the call may
 // still run: it is settled in the background (see settle.go). held is the
 // probe permit a record reports on (0: none).
+//
+// While the call is on its way (and, if its reply is lost, until it is
+// settled) the changes of state the view learns of are held, so that one
+// this call made is not also reported as another's (see moved).
 func (s *Store) runText(ctx context.Context, op, name string, script *redis.Script, keys []string, args []any, held uint64) (string, error) {
+	c := s.known(name)
+	c.hold()
 	v, err := s.run(ctx, op, name, script, keys, args)
 	if err != nil {
 		if unanswered(err) {
-			s.settleLater(op, name, keys, held)
+			s.settleLater(c, op, name, keys, held)
+		} else {
+			s.resolve(c, name, breaker.Transition{}, "", false)
 		}
 		return "", err
 	}
-	return s.text(op, name, v)
+	text, err := s.text(op, name, v)
+	t, _, _ := memoTransition(op, text)
+	s.resolve(c, name, t, "", false)
+	return text, err
+}
+
+// known returns the circuit called name if the store keeps a view of it.
+func (s *Store) known(name string) *circuit {
+	if cv, ok := s.circuits.Load(name); ok {
+		return cv.(*circuit)
+	}
+	return nil
 }
 
 // text is a reply that must be one line of numbers; any other is malformed.

@@ -1,10 +1,12 @@
 package redisstore
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,6 +35,7 @@ import (
 
 // abandoned is a write call whose reply was not read.
 type abandoned struct {
+	c        *circuit // nil for a circuit the store keeps no view of
 	op, name string
 	leases   string // the circuit's probe leases key
 	memo     string // the call's reply memo key
@@ -76,21 +79,19 @@ func unanswered(err error) bool {
 const maxSettles = 10_000
 
 // settleLater queues the settle of a write call whose reply was not read.
-func (s *Store) settleLater(op, name string, keys []string, held uint64) {
-	if len(keys) != 4 {
-		return
-	}
-	a := abandoned{op: op, name: name, leases: keys[2], memo: keys[3], held: held,
+// The call's hold on the circuit (runText) passes to the settle.
+func (s *Store) settleLater(c *circuit, op, name string, keys []string, held uint64) {
+	a := abandoned{c: c, op: op, name: name, leases: keys[2], memo: keys[3], held: held,
 		until: s.now() + time.Duration(s.replyMS)*time.Millisecond}
 	st := &s.settles
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	switch {
 	case st.closed:
-		s.settleGiveUp([]abandoned{a}, errors.New("the store is closed"))
+		s.settleGiveUp(a, errors.New("the store is closed"))
 		return
 	case len(st.queue) >= maxSettles:
-		s.settleGiveUp([]abandoned{a}, errors.New("too many calls waiting to be settled"))
+		s.settleGiveUp(a, errors.New("too many calls waiting to be settled"))
 		return
 	}
 	st.queue = append(st.queue, a)
@@ -102,7 +103,10 @@ func (s *Store) settleLater(op, name string, keys []string, held uint64) {
 }
 
 // settleLoop settles what is queued, in one pipeline a round, until
-// nothing is left. After Close it makes one last try.
+// nothing is left. A round waits for Redis as long as the memos live: on a
+// stalled server its request queues behind the calls it settles, so it
+// runs as soon as they have. After Close it makes one last try, bounded by
+// the call timeout.
 func (s *Store) settleLoop() {
 	defer s.bg.Done()
 	wait := settleBackoff
@@ -117,7 +121,9 @@ func (s *Store) settleLoop() {
 			return
 		}
 		st.mu.Unlock()
-		left := s.settle(list)
+		ctx, cancel := context.WithTimeout(s.life, s.settleWait(list))
+		left := s.settle(ctx, list)
+		cancel()
 		if len(left) == 0 {
 			wait = settleBackoff
 			continue
@@ -132,7 +138,11 @@ func (s *Store) settleLoop() {
 			st.mu.Lock()
 			list, st.queue, st.running = st.queue, nil, false
 			st.mu.Unlock()
-			s.settleGiveUp(s.settle(list), errors.New("the store is closed"))
+			ctx, cancel := s.callCtx(context.Background())
+			for _, a := range s.settle(ctx, list) {
+				s.settleGiveUp(a, errors.New("the store is closed"))
+			}
+			cancel()
 			return
 		case <-timer.C:
 		}
@@ -140,25 +150,37 @@ func (s *Store) settleLoop() {
 	}
 }
 
-// settle runs the settle script for each call of list and returns those
-// that got no answer and may still be tried.
-func (s *Store) settle(list []abandoned) []abandoned {
+// settleWait is how long a round may wait for Redis: until the first memo
+// of list expires, and at least the call timeout.
+func (s *Store) settleWait(list []abandoned) time.Duration {
+	now := s.now()
+	wait := list[0].until - now
+	for _, a := range list[1:] {
+		wait = min(wait, a.until-now)
+	}
+	return max(wait, s.callTimeout, time.Millisecond)
+}
+
+// settle runs the settle script for each call of list under ctx and
+// returns those that got no answer and may still be tried.
+func (s *Store) settle(ctx context.Context, list []abandoned) []abandoned {
 	keys := make([][]string, len(list))
 	args := make([][]any, len(list))
 	for i, a := range list {
 		keys[i] = []string{a.leases, a.memo}
 		args[i] = []any{s.replyMS, exact(a.held)}
 	}
-	replies, errs := s.evalMany(context.Background(), settleScript, keys, args)
+	replies, errs := s.evalWithin(ctx, func() (context.Context, context.CancelFunc) { return s.callCtx(ctx) },
+		settleScript, keys, args)
 	var left []abandoned
 	now := s.now()
 	for i, a := range list {
 		if errs[i] != nil {
-			if unanswered(errs[i]) && now < a.until {
+			if unanswered(errs[i]) && now < a.until { // after Close too: its last try takes them
 				left = append(left, a)
 				continue
 			}
-			s.settleGiveUp([]abandoned{a}, errs[i])
+			s.settleGiveUp(a, errs[i])
 			continue
 		}
 		s.settled(a, replies[i])
@@ -175,24 +197,73 @@ func (s *Store) settled(a abandoned, reply any) {
 			s.logger.LogAttrs(context.Background(), slog.LevelWarn, "redisstore: unexpected settle reply",
 				slog.String("circuit", a.name), slog.String("op", a.op), slog.String("reply", text))
 		}
+		s.resolve(a.c, a.name, breaker.Transition{}, "", true)
 		return
 	}
 	t, cause, err := memoTransition(a.op, memo)
 	if err != nil {
 		s.logger.LogAttrs(context.Background(), slog.LevelWarn, "redisstore: unexpected reply memo",
 			slog.String("circuit", a.name), slog.String("op", a.op), slog.String("memo", memo), slog.Any("error", err))
-		return
 	}
-	if t.Generation != 0 {
-		s.followers.Made(a.name, t, cause)
+	s.resolve(a.c, a.name, t, cause, true)
+}
+
+// hold makes the changes of state the view learns of wait while a call
+// of the circuit is unresolved: on its way, or being settled. c may be nil
+// (a circuit the store keeps no view of).
+func (c *circuit) hold() {
+	if c != nil {
+		c.seenMu.Lock()
+		c.unsettled++
+		c.seenMu.Unlock()
 	}
 }
 
-// memoTransition reads the transition from a write script's reply memo:
-// its fields "from to tgen" stand at 5-7 (admit), 3-5 (record) or 3-5
-// (apply, whose first field is the flag).
-func memoTransition(op, memo string) (breaker.Transition, string, error) {
-	fields := strings.Fields(memo)
+// resolve ends a call's hold (see hold) with the transition it made, if
+// any. One reported in the call's reply is the caller's to report; one
+// found by a settle (late) is reported here as made. The changes held
+// while the circuit had unresolved calls go out once none is left, in the
+// order of generations, without the ones its calls made.
+func (s *Store) resolve(c *circuit, name string, made breaker.Transition, cause string, late bool) {
+	var out []heldChange
+	if c != nil {
+		c.seenMu.Lock()
+		c.unsettled--
+		if made.Generation != 0 {
+			c.lastMade = made.Generation
+			c.held = slices.DeleteFunc(c.held, func(h heldChange) bool { return h.t.Generation == made.Generation })
+			if late {
+				c.held = append(c.held, heldChange{t: made, made: true, cause: cause})
+			}
+		}
+		if c.unsettled == 0 {
+			out, c.held = c.held, nil
+		}
+		c.seenMu.Unlock()
+	} else if late && made.Generation != 0 {
+		out = []heldChange{{t: made, made: true, cause: cause}}
+	}
+	slices.SortStableFunc(out, func(x, y heldChange) int { return cmp.Compare(x.t.Generation, y.t.Generation) })
+	for _, h := range out {
+		if h.made {
+			s.followers.Made(name, h.t, h.cause)
+		} else {
+			s.followers.Seen(name, h.t)
+		}
+	}
+}
+
+// settling reports whether calls of the circuit are being settled.
+func (c *circuit) settling() bool {
+	c.seenMu.Lock()
+	defer c.seenMu.Unlock()
+	return c.unsettled > 0
+}
+
+// memoTransition reads the transition from a write script's reply (or
+// its memo), without allocating: its fields "from to tgen" stand at 6-8
+// (admit) or 4-6 (record, apply), counted from 1.
+func memoTransition(op, reply string) (breaker.Transition, string, error) {
 	first, cause := 3, "outcome"
 	switch op {
 	case "admit":
@@ -200,16 +271,25 @@ func memoTransition(op, memo string) (breaker.Transition, string, error) {
 	case "apply":
 		cause = "command"
 	}
-	if len(fields) < first+3 {
-		return breaker.Transition{}, "", errors.New("too few fields")
-	}
 	var n [3]int64
-	for i := range n {
-		v, err := strconv.ParseInt(fields[first+i], 10, 64)
-		if err != nil || v < 0 {
-			return breaker.Transition{}, "", errors.New("field is not a number")
+	field, i := 0, 0
+	for field < first+3 {
+		start := i
+		for i < len(reply) && reply[i] != ' ' {
+			i++
 		}
-		n[i] = v
+		if field >= first {
+			v, err := strconv.ParseInt(reply[start:i], 10, 64)
+			if err != nil || v < 0 {
+				return breaker.Transition{}, "", errors.New("field is not a number")
+			}
+			n[field-first] = v
+		}
+		field++
+		if i >= len(reply) && field < first+3 {
+			return breaker.Transition{}, "", errors.New("too few fields")
+		}
+		i++
 	}
 	t, err := transition(n[0], n[1], n[2])
 	if op == "apply" && t.Generation != 0 {
@@ -229,14 +309,13 @@ func commandCause(t breaker.Transition) string {
 	return "command"
 }
 
-// settleGiveUp logs the calls that could not be settled: if one of them
-// runs later, a probe lease it takes lapses after ProbeTimeout.
-func (s *Store) settleGiveUp(list []abandoned, errs ...error) {
-	for _, a := range list {
-		s.logger.LogAttrs(context.Background(), slog.LevelWarn,
-			"redisstore: could not settle a call whose reply was lost; a probe permit it took lapses after ProbeTimeout",
-			slog.String("circuit", a.name), slog.String("op", a.op), slog.Any("error", errors.Join(errs...)))
-	}
+// settleGiveUp logs a call that could not be settled (if it runs later, a
+// probe lease it takes lapses after ProbeTimeout) and ends its settle.
+func (s *Store) settleGiveUp(a abandoned, err error) {
+	s.logger.LogAttrs(context.Background(), slog.LevelWarn,
+		"redisstore: could not settle a call whose reply was lost; a probe permit it took lapses after ProbeTimeout",
+		slog.String("circuit", a.name), slog.String("op", a.op), slog.Any("error", err))
+	s.resolve(a.c, a.name, breaker.Transition{}, "", true)
 }
 
 // Follow implements breaker.Follower: fn receives the transitions that

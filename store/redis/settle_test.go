@@ -2,6 +2,7 @@ package redisstore_test
 
 import (
 	"context"
+	"fmt"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -207,4 +208,68 @@ func TestLostTransitionReachesOnStateChange(t *testing.T) {
 	}
 	assert.Empty(t, changes, "once")
 	runtime.KeepAlive(b) // a Breaker no longer reachable is not told
+}
+
+// settleGate holds every settle (a script call on two keys) until open is
+// closed.
+type settleGate struct{ open chan struct{} }
+
+func (h *settleGate) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *settleGate) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if args := cmd.Args(); (cmd.Name() == "evalsha" || cmd.Name() == "eval") && len(args) > 2 && fmt.Sprint(args[2]) == "2" {
+			<-h.open
+		}
+		return next(ctx, cmd)
+	}
+}
+
+func (h *settleGate) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// TestLostTransitionReportedOnceInOrder: with local views, the lost
+// admission's published transition reaches the replica's view before the
+// settle does; it is reported once, as made (OnStateChange), not also as
+// seen; and a later transition another replica makes meanwhile is
+// reported after it, so the replica's reports end at the true state
+// (found by the adversarial review).
+func TestLostTransitionReportedOnceInOrder(t *testing.T) {
+	f := newFakeRedis(t)
+	other := f.store(t, redisstore.WithStrict())
+	p := policy(1)
+	p.HalfOpenMaxCalls = 2 // the late admission holds one permit until settled
+	call(t, other, "svc", p, breaker.OutcomeFailure)
+	f.Advance(p.Timeout)
+
+	lose, gate := &loseHook{run: true}, &settleGate{open: make(chan struct{})}
+	c := f.client(t)
+	c.AddHook(lose)
+	c.AddHook(gate)
+	s := f.storeOn(t, c)
+	r := make(reports, 16)
+	b, err := breaker.New("svc", breaker.Config{
+		Store: s, FailureThreshold: p.FailureThreshold, Timeout: p.Timeout, HalfOpenMaxCalls: 2,
+		ProbeTimeout: p.ProbeTimeout, SuccessThreshold: 1, OnStateChange: r.made, OnStateSeen: r.seen,
+	})
+	require.NoError(t, err)
+	admitted(t, s, "warm-up", p) // starts the subscription
+	live(t, s)
+	lose.armed.Store(true)
+	require.NoError(t, b.Do(context.Background(), func(context.Context) error { return nil }), "served degraded")
+	eventually(t, func() bool { return s.ViewOf("svc").Gen == 2 }, "the late admission's event reaches the view")
+
+	pa := admitted(t, other, "svc", p) // the other permit: the probe closes the circuit
+	require.True(t, pa.Allowed)
+	recorded(t, other, "svc", p, pa, breaker.OutcomeSuccess)
+	eventually(t, func() bool { return s.ViewOf("svc").Gen == 3 }, "the close reaches the view")
+	assert.Empty(t, r, "held while the lost admission is settled")
+
+	close(gate.open)
+	settled(t, s)
+	assert.Equal(t, "made open -> half-open", r.next(t))
+	assert.Equal(t, "seen half-open -> closed", r.next(t))
+	assert.Empty(t, r)
+	runtime.KeepAlive(b)
 }

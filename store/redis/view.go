@@ -40,6 +40,21 @@ type circuit struct {
 	// flight is the admission of this circuit on its way to Redis, if any:
 	// the store's other admissions of it wait for its reply (flight.go).
 	flight atomic.Pointer[flight]
+
+	// The changes of state the view learns of wait here while a call of
+	// this circuit whose reply was lost is being settled: that call may
+	// have made one of them, which is then reported as made (settle.go).
+	seenMu    sync.Mutex
+	unsettled int
+	held      []heldChange
+	lastMade  uint64 // the generation a settled call was found to have made
+}
+
+// heldChange is a change of state waiting for the circuit's settles.
+type heldChange struct {
+	t     breaker.Transition
+	made  bool
+	cause string
 }
 
 // view is what a replica knows of a circuit, and since when. It is never
@@ -220,7 +235,7 @@ func (s *Store) dropOldest(kept []aged, n int) int {
 // being sent, or an admission of it is in flight, and reports whether it
 // did.
 func (s *Store) drop(c *circuit) bool {
-	if c.pending.Load() != 0 || c.sending.Load() != 0 || c.flight.Load() != nil {
+	if c.pending.Load() != 0 || c.sending.Load() != 0 || c.flight.Load() != nil || c.settling() {
 		return false
 	}
 	if !s.circuits.CompareAndDelete(c.name, c) {
@@ -409,9 +424,22 @@ func (s *Store) moved(c *circuit, old, nv *view) {
 	if old != nil {
 		from = old.state
 	}
-	if from != nv.state {
-		s.followers.Seen(c.name, breaker.Transition{From: from, To: nv.state, Generation: nv.gen})
+	if from == nv.state {
+		return
 	}
+	t := breaker.Transition{From: from, To: nv.state, Generation: nv.gen}
+	c.seenMu.Lock()
+	switch {
+	case t.Generation == c.lastMade:
+		c.seenMu.Unlock() // reported as made when its call was settled
+		return
+	case c.unsettled > 0:
+		c.held = append(c.held, heldChange{t: t})
+		c.seenMu.Unlock()
+		return
+	}
+	c.seenMu.Unlock()
+	s.followers.Seen(c.name, t)
 }
 
 // hear stores what an event said, if it is newer than the view: events
