@@ -256,25 +256,62 @@ func roleOf(ctx context.Context, srv *Server) (string, int, error) {
 // master keeps running and is demoted to a replica once a Sentinel sees it
 // still claims to be master, about a second after the switch) and waits as
 // [Sentinel.WaitFailover] does. It returns the new master.
+//
+// Sentinel aborts a failover when it does not see the promoted replica as
+// master within failover-timeout (3s), and does not retry one that was
+// asked for. On a starved machine another Sentinel can turn the promoted
+// replica back into a replica first (4 publish periods after it claimed to
+// be master), so Failover asks again while that Sentinel still reports the
+// old master once failover-timeout and a second have passed.
 func (s *Sentinel) Failover(timeout time.Duration) *Server {
 	s.t.Helper()
 	old := s.Master()
 	deadline := time.Now().Add(timeout)
 	for {
+		s.requestFailover(old, deadline)
+		again := time.Now().Add(sentinelFailoverTimeout + time.Second)
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			m, err := s.switched(ctx, old)
+			cancel()
+			if err == nil {
+				return m
+			}
+			if time.Now().After(deadline) {
+				s.t.Fatalf("redisserver: no failover from %s within %v: %v", old.Addr(), timeout, err)
+			}
+			if time.Now().After(again) {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
+
+// requestFailover sends SENTINEL FAILOVER to the first running, not stopped
+// Sentinel, unless that Sentinel reports a master other than old already
+// (a failover that is ending). A failover in progress (INPROG) is left to
+// end; NOGOODSLAVE (no replica looked fit yet: its INFO too old) is asked
+// again until deadline.
+func (s *Sentinel) requestFailover(old *Server, deadline time.Time) {
+	s.t.Helper()
+	for {
 		sn := s.firstLiveSentinel()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if m, err := s.masterPer(ctx, sn); err == nil && m != old {
+			cancel()
+			return
+		}
 		_, err := sn.doCtx(ctx, "SENTINEL", "FAILOVER", SentinelMasterName)
 		cancel()
 		if err == nil || strings.HasPrefix(err.Error(), "INPROG") {
-			break
+			return
 		}
-		// NOGOODSLAVE: no replica looked fit yet (its INFO too old); ask again.
 		if !strings.HasPrefix(err.Error(), "NOGOODSLAVE") || time.Now().After(deadline) {
 			s.t.Fatalf("redisserver: SENTINEL FAILOVER on %s: %v", sn.Addr(), err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return s.WaitFailover(old, time.Until(deadline))
 }
 
 func (s *Sentinel) firstLiveSentinel() *Server {

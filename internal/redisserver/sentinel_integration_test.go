@@ -101,6 +101,31 @@ func TestSentinelFailover(t *testing.T) {
 	}
 }
 
+// TestSentinelFailoverAfterAbort: Failover still switches when Sentinel
+// aborts the failover it asked for. The replica is paused (CLIENT PAUSE
+// ALL) right after a SENTINEL FAILOVER, so the leader cannot promote it
+// within failover-timeout and gives up; Sentinel does not retry a failover
+// that was asked for, so Failover asks again. A starved Sentinel aborted
+// so under load (-failover-abort-slave-timeout: another Sentinel turned
+// the promoted replica back first), and Failover waited for nothing.
+func TestSentinelFailoverAfterAbort(t *testing.T) {
+	ctx := context.Background()
+	s := redisserver.StartSentinel(t, 1, 3)
+	old := s.Master()
+	replicas := s.Replicas()
+	require.Len(t, replicas, 1)
+	_, err := s.Sentinels()[0].Do(ctx, "SENTINEL", "FAILOVER", redisserver.SentinelMasterName)
+	require.NoError(t, err)
+	// Before the leader's next timer tick sends SLAVEOF NO ONE.
+	_, err = replicas[0].Do(ctx, "CLIENT", "PAUSE", "4500", "ALL")
+	require.NoError(t, err)
+	begin := time.Now()
+	m := s.Failover(30 * time.Second)
+	t.Logf("switched in %v", time.Since(begin))
+	assert.Same(t, replicas[0], m)
+	assert.NotSame(t, old, m)
+}
+
 // holdPort keeps addr, the port of a killed server, taken until release:
 // the other packages' test binaries run at the same time and pick ports in
 // the same range, and one could take it before Restart. It accepts and
