@@ -35,11 +35,12 @@ type Followed struct {
 type Follower interface {
 	// Follow registers fn for the circuit called name, until stop is
 	// called. The store calls fn from a goroutine of its own or from
-	// within a call of this store, never under a lock fn could need: with
-	// a Made transition once, for one fn of the circuit; with any other
-	// change of state it learns of, once for every fn, in the order of
-	// generations.
-	Follow(name string, fn func(Followed)) (stop func())
+	// within a call of this store, never under a lock fn could need, one
+	// report at a time per circuit: with a Made transition once, for the
+	// first fn that takes it (fn returns false when its Breaker is gone);
+	// with any other change of state it learns of, once for every fn, in
+	// the order of generations (an older one is dropped).
+	Follow(name string, fn func(Followed) bool) (stop func())
 }
 
 // follow registers b with a store that reports transitions. The store
@@ -47,10 +48,13 @@ type Follower interface {
 // registration goes with it.
 func (b *Breaker) follow(f Follower) {
 	wb := weak.Make(b)
-	stop := f.Follow(b.name, func(t Followed) {
-		if b := wb.Value(); b != nil {
-			b.followed(t)
+	stop := f.Follow(b.name, func(t Followed) bool {
+		b := wb.Value()
+		if b == nil {
+			return false
 		}
+		b.followed(t)
+		return true
 	})
 	runtime.AddCleanup(b, func(stop func()) { stop() }, stop)
 }
@@ -152,57 +156,96 @@ func (g *seenGate) deliver(ready []Transition) {
 
 // Followers keeps the functions registered with Follow, by circuit name,
 // for Store implementers: a Store implements Follower with its Follow and
-// calls Seen and Made where it learns of a change. The zero value is
-// ready to use.
+// calls Seen and Made where it learns of a change. Each circuit's reports
+// are delivered one at a time, in the order they are given, on the
+// goroutine of the first caller that finds none being delivered (a report
+// given during a delivery, by a function that calls the Breaker, waits
+// its turn). A change older than one already reported as seen is dropped,
+// so the last report is the newest state. The zero value is ready to use.
 type Followers struct {
-	mu  sync.Mutex
-	fns map[string][]*followFn
+	mu    sync.Mutex
+	names map[string]*followed
 }
 
-type followFn struct{ fn func(Followed) }
+// followed is one circuit's functions and reports.
+type followed struct {
+	fns      []*followFn
+	queue    []Followed
+	busy     bool   // a goroutine is delivering the queue
+	lastSeen uint64 // the newest generation given to Seen or Made
+}
 
-// Follow registers fn for the circuit called name (see Follower).
-func (fs *Followers) Follow(name string, fn func(Followed)) (stop func()) {
+// Follow registers fn for the circuit called name (see Follower). fn
+// reports false when it can take no report (its Breaker is gone).
+func (fs *Followers) Follow(name string, fn func(Followed) bool) (stop func()) {
 	f := &followFn{fn: fn}
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
-	if fs.fns == nil {
-		fs.fns = make(map[string][]*followFn)
+	if fs.names == nil {
+		fs.names = make(map[string]*followed)
 	}
-	fs.fns[name] = append(slices.Clone(fs.fns[name]), f)
+	e := fs.names[name]
+	if e == nil {
+		e = &followed{}
+		fs.names[name] = e
+	}
+	e.fns = append(slices.Clone(e.fns), f) // never changed in place: give reads it unlocked
 	return func() {
 		fs.mu.Lock()
 		defer fs.mu.Unlock()
-		list := slices.DeleteFunc(slices.Clone(fs.fns[name]), func(g *followFn) bool { return g == f })
-		if len(list) == 0 {
-			delete(fs.fns, name)
-		} else {
-			fs.fns[name] = list
+		e := fs.names[name]
+		if e == nil {
+			return
+		}
+		e.fns = slices.DeleteFunc(slices.Clone(e.fns), func(g *followFn) bool { return g == f })
+		if len(e.fns) == 0 && !e.busy {
+			delete(fs.names, name)
 		}
 	}
 }
 
+type followFn struct{ fn func(Followed) bool }
+
 // Seen gives a change of state the store learned of to every function of
-// the circuit, outside the lock.
+// the circuit.
 func (fs *Followers) Seen(name string, t Transition) {
-	fs.mu.Lock()
-	list := fs.fns[name] // never changed in place: Follow and stop copy
-	fs.mu.Unlock()
-	for _, f := range list {
-		f.fn(Followed{Transition: t})
-	}
+	fs.give(name, Followed{Transition: t})
 }
 
 // Made gives a transition made by a call whose reply was lost to one
-// function of the circuit, outside the lock.
+// function of the circuit (the first that takes it).
 func (fs *Followers) Made(name string, t Transition, cause string) {
+	fs.give(name, Followed{Transition: t, Cause: cause, Made: true})
+}
+
+func (fs *Followers) give(name string, f Followed) {
 	fs.mu.Lock()
-	var f *followFn
-	if list := fs.fns[name]; len(list) > 0 {
-		f = list[0]
+	e := fs.names[name]
+	if e == nil || (!f.Made && f.Generation <= e.lastSeen) {
+		fs.mu.Unlock()
+		return
+	}
+	e.lastSeen = max(e.lastSeen, f.Generation)
+	e.queue = append(e.queue, f)
+	if e.busy {
+		fs.mu.Unlock()
+		return
+	}
+	e.busy = true
+	for len(e.queue) > 0 {
+		next, fns := e.queue[0], e.fns
+		e.queue = e.queue[1:]
+		fs.mu.Unlock()
+		for _, f := range fns {
+			if f.fn(next) && next.Made {
+				break
+			}
+		}
+		fs.mu.Lock()
+	}
+	e.busy, e.queue = false, nil
+	if len(e.fns) == 0 {
+		delete(fs.names, name)
 	}
 	fs.mu.Unlock()
-	if f != nil {
-		f.fn(Followed{Transition: t, Cause: cause, Made: true})
-	}
 }

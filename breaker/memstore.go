@@ -22,7 +22,7 @@ type memStore struct {
 
 // Follow implements Follower: fn hears of every transition of the
 // circuit, made by any Breaker of this store.
-func (s *memStore) Follow(name string, fn func(Followed)) (stop func()) {
+func (s *memStore) Follow(name string, fn func(Followed) bool) (stop func()) {
 	return s.followers.Follow(name, fn)
 }
 

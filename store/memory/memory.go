@@ -56,7 +56,7 @@ func (s *Store) Apply(ctx context.Context, name string, c breaker.Command) (brea
 
 // Follow implements breaker.Follower: Breakers that share the store hear
 // of each other's transitions (breaker.Config.OnStateSeen).
-func (s *Store) Follow(name string, fn func(breaker.Followed)) (stop func()) {
+func (s *Store) Follow(name string, fn func(breaker.Followed) bool) (stop func()) {
 	return s.get().(breaker.Follower).Follow(name, fn)
 }
 

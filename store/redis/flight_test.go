@@ -320,7 +320,9 @@ func TestAdmitFlightEnds(t *testing.T) {
 		}
 		sent, peak := r.gate.counts()
 		assert.Equal(t, 2, sent)
-		assert.Equal(t, 1, peak)
+		// The canceled request may still be on its way (the store stopped
+		// waiting for it; it is settled later) when the next leader sends.
+		assert.LessOrEqual(t, peak, 2)
 	})
 
 	t.Run("Redis fails", func(t *testing.T) {

@@ -62,11 +62,11 @@ type settler struct {
 // unanswered reports whether err leaves a call's outcome unknown: the
 // request may have reached Redis, but no reply was read (a timeout, a
 // canceled ctx, a dropped connection). A reply from Redis, even an error,
-// means the call ran or was refused; a failed dial or an exhausted pool
-// means it was never sent.
+// means the call ran or was refused; a failed dial, an exhausted pool or
+// a closed client means it was never sent.
 func unanswered(err error) bool {
 	var rerr redis.Error
-	if errors.As(err, &rerr) || errors.Is(err, redis.ErrPoolTimeout) {
+	if errors.As(err, &rerr) || errors.Is(err, redis.ErrPoolTimeout) || errors.Is(err, redis.ErrClosed) {
 		return false
 	}
 	var oerr *net.OpError
@@ -322,7 +322,7 @@ func (s *Store) settleGiveUp(a abandoned, err error) {
 // calls of this store made on the circuit but whose replies were lost
 // (see above), once each, and every change of state of the circuit the
 // store's view learns of, from replies and published events (view.go).
-func (s *Store) Follow(name string, fn func(breaker.Followed)) (stop func()) {
+func (s *Store) Follow(name string, fn func(breaker.Followed) bool) (stop func()) {
 	return s.followers.Follow(name, fn)
 }
 

@@ -102,7 +102,7 @@ func TestLostAdmissionReleasesLease(t *testing.T) {
 	c.AddHook(lose)
 	s := f.storeOn(t, c, redisstore.WithStrict())
 	got := make(chan breaker.Followed, 4)
-	stop := s.Follow("svc", func(t breaker.Followed) { got <- t })
+	stop := s.Follow("svc", func(t breaker.Followed) bool { got <- t; return true })
 	defer stop()
 
 	lose.armed.Store(true)
