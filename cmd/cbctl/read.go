@@ -110,7 +110,7 @@ func (s *session) whyEmpty(ctx context.Context, listed int, stateFlag string) st
 	if listed > 0 {
 		return fmt.Sprintf("none of the %d circuits under prefix %s is %s", listed, prefix, stateFlag)
 	}
-	n, err := s.store.Followers(ctx)
+	n, err := s.store.Subscribers(ctx)
 	switch {
 	case err != nil:
 		return fmt.Sprintf("no circuit stored under prefix %s (%s); whether any replica follows the prefix is unknown: %s",
@@ -210,7 +210,7 @@ type prefixUse struct {
 
 func (s *session) prefixUse(ctx context.Context) prefixUse {
 	var u prefixUse
-	n, err := s.store.Followers(ctx)
+	n, err := s.store.Subscribers(ctx)
 	if err != nil {
 		u.followersErr = s.cause(accessRead, err)
 	}

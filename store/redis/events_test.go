@@ -199,7 +199,7 @@ func TestWatchGaps(t *testing.T) {
 
 	// Both subscriptions are back before the next transition is published.
 	testutil.WaitFor(t, "both watchers to subscribe again", func() bool {
-		n, err := s.Followers(ctx)
+		n, err := s.Subscribers(ctx)
 		return err == nil && n == 2
 	})
 	open("b")

@@ -212,12 +212,12 @@ func (s *Store) evalWithin(cctx context.Context, rerun func() (context.Context, 
 	return replies, errs
 }
 
-// Followers returns how many subscriptions follow the prefix's channel
+// Subscribers returns how many subscriptions follow the prefix's channel
 // (PUBSUB NUMSUB), summed over every node of a Cluster: the Stores with
 // local views that have made a call (a WithStrict Store never subscribes)
 // and watchers (Watch, cbctl watch). Operators use it to tell a prefix in
 // use, whose healthy circuits write nothing, from a wrong one.
-func (s *Store) Followers(ctx context.Context) (int, error) {
+func (s *Store) Subscribers(ctx context.Context) (int, error) {
 	if s.err != nil {
 		return 0, s.err
 	}

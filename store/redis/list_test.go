@@ -159,7 +159,7 @@ func TestFollowersAndAnyStored(t *testing.T) {
 	admin := f.store(t, redisstore.WithStrict())
 	count := func() int {
 		t.Helper()
-		n, err := admin.Followers(ctx)
+		n, err := admin.Subscribers(ctx)
 		require.NoError(t, err)
 		return n
 	}
@@ -206,7 +206,7 @@ func TestFollowersAndAnyStored(t *testing.T) {
 	assert.True(t, stored(admin))
 
 	f.SetError("NOPERM this user has no permissions to run the 'pubsub|numsub' command")
-	_, err = admin.Followers(ctx)
+	_, err = admin.Subscribers(ctx)
 	assert.ErrorContains(t, err, "redisstore: count followers of tripline: NOPERM")
 	_, _, err = admin.AnyStored(ctx)
 	assert.ErrorContains(t, err, "redisstore: scan tripline: NOPERM")
