@@ -245,7 +245,7 @@ const (
 // AnyStored reports whether Redis holds any circuit under the prefix. It
 // looks at about 100,000 keys per node at most (SCAN): complete is false
 // when it stopped there without finding one, so found false is then only
-// "none seen so far". Operators use it with Followers.
+// "none seen so far". Operators use it with Subscribers.
 func (s *Store) AnyStored(ctx context.Context) (found, complete bool, err error) {
 	if s.err != nil {
 		return false, false, s.err
