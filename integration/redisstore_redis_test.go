@@ -144,10 +144,10 @@ func onEveryNode(t *testing.T, d deployment, args ...string) {
 // scriptSHAs pins the SHA1 of every script, as store/redis's unit test
 // does; a change to a .lua file must update both, deliberately.
 var scriptSHAs = map[string]string{
-	"admit":  "dabf58e9132e817c0f08c19f1554328e82eb724c",
-	"record": "82478fb8c208f802ac582f8d03fc65f5a71b4e4e",
-	"apply":  "8a0849bf5647cbd8280a44914c0ac2cba122ab3f",
-	"load":   "bac804d5f5371d136e42efd3b10213c885721b81",
+	"admit":  "7e5dec4fe1f478476ad2576a048d37cbb8a0134b",
+	"record": "fa2ae5fbe5112b711d56002049f73a80fa4832de",
+	"apply":  "6aeea67ca070aa8bd832e90fe1823f2b0d09046e",
+	"load":   "7a74d0699254d4aad63e1d4c878881d65de7184c",
 }
 
 // TestRedisScriptSHAs: real Redis (every node of a Cluster) gives each

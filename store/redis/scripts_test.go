@@ -21,10 +21,10 @@ import (
 var scriptSHAs = []struct {
 	name, src, sha string
 }{
-	{"admit", lua.Admit, "dabf58e9132e817c0f08c19f1554328e82eb724c"},
-	{"record", lua.Record, "82478fb8c208f802ac582f8d03fc65f5a71b4e4e"},
-	{"apply", lua.Apply, "8a0849bf5647cbd8280a44914c0ac2cba122ab3f"},
-	{"load", lua.Load, "bac804d5f5371d136e42efd3b10213c885721b81"},
+	{"admit", lua.Admit, "7e5dec4fe1f478476ad2576a048d37cbb8a0134b"},
+	{"record", lua.Record, "fa2ae5fbe5112b711d56002049f73a80fa4832de"},
+	{"apply", lua.Apply, "6aeea67ca070aa8bd832e90fe1823f2b0d09046e"},
+	{"load", lua.Load, "7a74d0699254d4aad63e1d4c878881d65de7184c"},
 	{"settle", lua.Settle, "b2f421621ebc1ae79e10ec98c46f7e4665023194"},
 }
 

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"log/slog"
 	"net"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -177,7 +176,7 @@ func (s *Store) settled(a abandoned, reply any) {
 		}
 		return
 	}
-	t, cause, err := memoTransition(a.op, memo)
+	t, cause, err := s.memoTransition(a.op, a.name, memo)
 	if err != nil {
 		s.logger.LogAttrs(context.Background(), slog.LevelWarn, "redisstore: unexpected reply memo",
 			slog.String("circuit", a.name), slog.String("op", a.op), slog.String("memo", memo), slog.Any("error", err))
@@ -188,34 +187,20 @@ func (s *Store) settled(a abandoned, reply any) {
 	}
 }
 
-// memoTransition reads the transition from a write script's reply memo:
-// its fields "from to tgen" stand at 5-7 (admit), 3-5 (record) or 3-5
-// (apply, whose first field is the flag).
-func memoTransition(op, memo string) (breaker.Transition, string, error) {
-	fields := strings.Fields(memo)
-	first, cause := 3, "outcome"
+// memoTransition reads the transition from a write script's reply memo,
+// with the decoder of that script's replies.
+func (s *Store) memoTransition(op, name, memo string) (breaker.Transition, string, error) {
 	switch op {
 	case "admit":
-		first, cause = 5, "timeout"
-	case "apply":
-		cause = "command"
+		a, _, err := s.admitReply(name, memo)
+		return a.Transition, "timeout", err
+	case "record":
+		r, _, err := s.recordReply(name, memo)
+		return r.Transition, "outcome", err
 	}
-	if len(fields) < first+3 {
-		return breaker.Transition{}, "", errors.New("too few fields")
-	}
-	var n [3]int64
-	for i := range n {
-		v, err := strconv.ParseInt(fields[first+i], 10, 64)
-		if err != nil || v < 0 {
-			return breaker.Transition{}, "", errors.New("field is not a number")
-		}
-		n[i] = v
-	}
-	t, err := transition(n[0], n[1], n[2])
-	if op == "apply" && t.Generation != 0 {
-		cause = commandCause(t)
-	}
-	return t, cause, err
+	var f [6]int64
+	r, err := s.result(op, name, memo, f[:])
+	return r.Transition, commandCause(r.Transition), err
 }
 
 // commandCause names the command that made an operator's transition.
