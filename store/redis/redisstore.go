@@ -83,6 +83,11 @@
 // admission asks Redis. While the subscription is down every call asks
 // Redis.
 //
+// Replicas whose settings differ (breaker.Admission.PolicyDiffers) are
+// found by the calls that reach Redis, not by those a view answers; a
+// failure, a staleness refresh or a half-open admission always reaches it,
+// which is enough for a Breaker's warning.
+//
 // What this costs in consistency, against WithStrict:
 //
 //   - A replica sees a transition made elsewhere at the earliest of: the
@@ -130,7 +135,7 @@
 // Every key of a circuit shares one hash tag, so each script touches one
 // hash slot and runs on Redis Cluster:
 //
-//	<prefix>:{<name>}        hash: state, generation, counters, override (who, why, when)
+//	<prefix>:{<name>}        hash: state, generation, counters, override (who, why, when), the policy last used
 //	<prefix>:{<name>}:w      sorted set: the failure times within the window, at most FailureThreshold (window mode)
 //	<prefix>:{<name>}:p      sorted set: probe permits and their expiry (half-open)
 //	<prefix>:{<name>}:r:<id> string: the reply of one call, for a retry of it
