@@ -29,6 +29,9 @@ type Breaker struct {
 	// lastEpisode is the last episode that ended, while the store has
 	// recorded no outcome since: the next one may resume it (startEpisode).
 	lastEpisode atomic.Pointer[episode]
+	// policyWarned: this Breaker has logged that the circuit was written
+	// under other settings (warnPolicy); once is enough.
+	policyWarned atomic.Bool
 }
 
 // New returns a Breaker for the circuit called name. It returns an error,
@@ -119,6 +122,9 @@ func (b *Breaker) admit(ctx context.Context) (ticket, error) {
 
 // admitted turns the store's admission into a ticket or a rejection.
 func (b *Breaker) admitted(ctx context.Context, a Admission) (ticket, error) {
+	if a.PolicyDiffers {
+		b.warnPolicy(ctx)
+	}
 	b.notify(ctx, a.Transition, "timeout", false)
 	if !a.Allowed {
 		return ticket{}, &OpenError{Name: b.name, State: a.State, RetryAfter: a.RetryAfter}
@@ -153,6 +159,9 @@ func (b *Breaker) record(ctx context.Context, t ticket, err error, panicked bool
 			b.countUnrecorded(ctx, ep, kind)
 		}
 		return
+	}
+	if r.PolicyDiffers {
+		b.warnPolicy(ctx)
 	}
 	if b.lastEpisode.Load() != nil {
 		// The store takes outcomes again: a later failure starts afresh
@@ -368,6 +377,27 @@ func (b *Breaker) notify(ctx context.Context, t Transition, cause string, degrad
 	if b.onStateChange != nil {
 		b.onStateChange(b.name, t.From, t.To)
 	}
+}
+
+// warnPolicy logs, once per Breaker, that the store found the circuit
+// last written under another Policy: replicas share the circuit with
+// other settings (a rolling deploy, a Config that differs), so it trips
+// and closes by whichever policy counts each step, not by this one's.
+func (b *Breaker) warnPolicy(ctx context.Context) {
+	if b.policyWarned.Load() || !b.policyWarned.CompareAndSwap(false, true) {
+		return
+	}
+	p := b.policy
+	b.logger.LogAttrs(ctx, slog.LevelWarn,
+		"tripline: circuit was last written under other settings: replicas disagree on its policy",
+		slog.String("circuit", b.name),
+		slog.Group("policy",
+			slog.Int("failure_threshold", p.FailureThreshold),
+			slog.Duration("failure_window", p.FailureWindow),
+			slog.Duration("timeout", p.Timeout),
+			slog.Int("success_threshold", p.SuccessThreshold),
+			slog.Int("half_open_max_calls", p.HalfOpenMaxCalls),
+			slog.Duration("probe_timeout", p.ProbeTimeout)))
 }
 
 // storeAdmit, storeRecord and storeApply are the store's calls that may

@@ -178,4 +178,12 @@
 // New checks its input and returns an error, never panics: a name must be
 // 1 to 256 bytes of valid UTF-8, and no Config field may be negative. A zero
 // field takes its default (see Config).
+//
+// Breakers that share a circuit should share its settings: each step is
+// counted under the Policy of the call that makes it, so a replica with a
+// lower threshold trips the circuit for all. The store keeps the policy
+// that last wrote the circuit, and a Breaker told that it differs from its
+// own logs it once (Warn, "tripline: circuit was last written under other
+// settings: replicas disagree on its policy", with its own policy): a
+// rolling deploy that changes the settings is heard.
 package breaker

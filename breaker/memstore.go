@@ -59,10 +59,11 @@ type memCircuit struct {
 	// hotNoFailures. Admit of a closed circuit and Record of a success that
 	// would change nothing read it and take no lock.
 	hot atomic.Uint64
-	// lastWindow is the FailureWindow of the policy last used (Load counts
-	// failures in it), readable without the lock: a success or a closed
-	// admission under another policy takes the lock once to record it.
-	lastWindow  atomic.Int64
+	// lastPolicy is the policy of the last Admit or Record that took the
+	// lock (Load counts failures in its window), readable without the
+	// lock: a success or a closed admission under another policy takes the
+	// lock to record it, as the Redis scripts write theirs. nil until then.
+	lastPolicy  atomic.Pointer[Policy]
 	mu          sync.Mutex
 	state       State
 	generation  uint64
@@ -137,26 +138,29 @@ func (s *memStore) admit(name string, p Policy) (Admission, error) {
 	if c == nil {
 		return Admission{Allowed: true, State: StateClosed}, nil
 	}
-	if h := c.hot.Load(); h&hotClosed != 0 && c.lastWindow.Load() == int64(p.FailureWindow) {
+	if h := c.hot.Load(); h&hotClosed != 0 && c.samePolicy(p) {
 		return Admission{Allowed: true, State: StateClosed, Generation: h >> 2}, nil
 	}
 	c.mu.Lock()
 	defer c.unlock()
-	c.lastWindow.Store(int64(p.FailureWindow))
+	differs := c.usePolicy(p)
 	if c.state == StateClosed {
 		// Closed admits every call, forced closed or not: no clock needed.
-		return Admission{Allowed: true, State: StateClosed, Generation: c.generation}, nil
+		return Admission{Allowed: true, State: StateClosed, Generation: c.generation, PolicyDiffers: differs}, nil
 	}
 	// The clock is read under the lock, so a circuit's times never go back.
 	now := s.now()
 	c.expireOverride(now)
-	var a Admission
+	a := Admission{PolicyDiffers: differs}
 	if c.state == StateOpen {
+		a.State, a.Generation = StateOpen, c.generation
 		if o := c.override; o != nil && o.Mode == OverrideForceOpen {
-			return Admission{State: StateOpen, Generation: c.generation, RetryAfter: until(now, o.Until)}, nil
+			a.RetryAfter = until(now, o.Until)
+			return a, nil
 		}
 		if now.Before(c.retryAt) {
-			return Admission{State: StateOpen, Generation: c.generation, RetryAfter: c.retryAt.Sub(now)}, nil
+			a.RetryAfter = c.retryAt.Sub(now)
+			return a, nil
 		}
 		a.Transition = c.transition(StateHalfOpen)
 	}
@@ -195,14 +199,12 @@ func (s *memStore) record(name string, p Policy, o Outcome) (Result, error) {
 		}
 		c = s.lookupOrCreate(name)
 	}
-	if o.Kind == OutcomeSuccess && c.hot.Load() == o.Generation<<2|hotClosed|hotNoFailures &&
-		c.lastWindow.Load() == int64(p.FailureWindow) {
+	if o.Kind == OutcomeSuccess && c.hot.Load() == o.Generation<<2|hotClosed|hotNoFailures && c.samePolicy(p) {
 		return Result{State: StateClosed, Generation: o.Generation}, nil
 	}
 	c.mu.Lock()
 	defer c.unlock()
-	c.lastWindow.Store(int64(p.FailureWindow))
-	r := Result{State: c.state, Generation: c.generation}
+	r := Result{State: c.state, Generation: c.generation, PolicyDiffers: c.usePolicy(p)}
 	if o.Generation != c.generation {
 		r.Ignored = true
 		return r, nil
@@ -307,8 +309,8 @@ func (s *memStore) Load(_ context.Context, name string) (Snapshot, error) {
 		RetryAt:     c.retryAt,
 		Generation:  c.generation,
 	}
-	if w := time.Duration(c.lastWindow.Load()); w > 0 {
-		snap.Failures = c.window.count(now.Add(-w).UnixNano(), now.UnixNano())
+	if lp := c.lastPolicy.Load(); lp != nil && lp.FailureWindow > 0 {
+		snap.Failures = c.window.count(now.Add(-lp.FailureWindow).UnixNano(), now.UnixNano())
 	}
 	for _, l := range c.leases {
 		if now.Before(l.expires) {
@@ -320,6 +322,27 @@ func (s *memStore) Load(_ context.Context, name string) (Snapshot, error) {
 		snap.Override = &cp
 	}
 	return snap, nil
+}
+
+// samePolicy reports whether p is the circuit's last policy; it takes no
+// lock.
+func (c *memCircuit) samePolicy(p Policy) bool {
+	lp := c.lastPolicy.Load()
+	return lp != nil && *lp == p
+}
+
+// usePolicy makes p the circuit's last policy (under the lock) and reports
+// whether the circuit had another one: a Breaker with other settings wrote
+// it last (Admission.PolicyDiffers). It allocates only when the policy
+// changes.
+func (c *memCircuit) usePolicy(p Policy) (differs bool) {
+	lp := c.lastPolicy.Load()
+	if lp != nil && *lp == p {
+		return false
+	}
+	np := p
+	c.lastPolicy.Store(&np)
+	return lp != nil
 }
 
 // transition moves the circuit to a new generation in state to, clearing

@@ -35,6 +35,12 @@ import (
 //   - Errors are returned, never turned into "no state": an implementation
 //     that cannot read a circuit returns an error, and one that finds data it
 //     cannot parse returns an error (or resets that circuit), never panics.
+//   - Admit and Record keep with the circuit the Policy of the last call
+//     that reached it (Apply keeps it as it is), and set PolicyDiffers
+//     when the circuit holds another one than the call's (none kept:
+//     false), so that a Breaker warns when replicas run with other
+//     settings. Calls a store answers without reaching the circuit (a
+//     Redis store's local views) need not check.
 //   - Bad arguments (an unknown OutcomeKind or CommandKind, a Policy with
 //     non-positive fields) are rejected with an error before any write.
 type Store interface {
@@ -76,6 +82,9 @@ type Admission struct {
 	Probe      uint64        // non-zero: the probe permit this call holds (half-open)
 	RetryAfter time.Duration // when rejected: see OpenError.RetryAfter
 	Transition Transition    // the transition this admission made, if any
+	// PolicyDiffers: the circuit was last written under another Policy
+	// (another replica's Config).
+	PolicyDiffers bool
 }
 
 // OutcomeKind says how an admitted call ended.
@@ -102,6 +111,9 @@ type Result struct {
 	State      State      // the circuit's state after the call
 	Generation uint64     // the circuit's generation after the call
 	Transition Transition // the transition this call made, if any
+	// PolicyDiffers is Admission.PolicyDiffers, for Record (Apply has no
+	// policy and leaves it false).
+	PolicyDiffers bool
 }
 
 // Transition is a change of state. Its zero value means "no transition".

@@ -144,16 +144,17 @@ func onEveryNode(t *testing.T, d deployment, args ...string) {
 // scriptSHAs pins the SHA1 of every script, as store/redis's unit test
 // does; a change to a .lua file must update both, deliberately.
 var scriptSHAs = map[string]string{
-	"admit":  "9a2f86c40022da42a03db7329d6fab2ebf487007",
-	"record": "f0fe2964f9df89784b4366b85d00b01d9de66163",
-	"apply":  "3b274777245eeeb8e460c3d4c131581a28acfe54",
-	"load":   "93960315ddbd7e7feac175d519665372a8588b66",
+	"admit":  "4f9a9d2e2092d0b9aa6db0237287186f4322b3a1",
+	"record": "c62ef1665abf49fdbafbd4a5099fe6628c82a219",
+	"apply":  "7c6b968e1ce2f348f7a9f7ce120e2e588dce32c5",
+	"load":   "f671b4c586edc0a1b4e660519c1479fd47ae9df5",
+	"settle": "b2f421621ebc1ae79e10ec98c46f7e4665023194",
 }
 
 // TestRedisScriptSHAs: real Redis (every node of a Cluster) gives each
 // script the pinned SHA1, the one go-redis sends with EVALSHA.
 func TestRedisScriptSHAs(t *testing.T) {
-	srcs := map[string]string{"admit": lua.Admit, "record": lua.Record, "apply": lua.Apply, "load": lua.Load}
+	srcs := map[string]string{"admit": lua.Admit, "record": lua.Record, "apply": lua.Apply, "load": lua.Load, "settle": lua.Settle}
 	for _, d := range deployments(t) {
 		t.Run(d.name, func(t *testing.T) {
 			for _, n := range d.nodes() {

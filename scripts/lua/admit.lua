@@ -1,11 +1,12 @@
 -- admit.lua: may one call on the circuit run now? (memStore.Admit)
 -- ARGV[5..10] the policy (see lib.lua).
 -- Reply: "allowed state generation probe retry_after_us from to tgen
--- failures override seq", where tgen = 0 means no transition, failures is
--- the consecutive failure count (0 in window mode), override the override
--- mode (0 none, 1 force-open, 2 force-close) and seq the circuit's failure
--- sequence number (see record.lua): a replica's local view of the circuit
--- is refreshed from it.
+-- failures override seq differs", where tgen = 0 means no transition,
+-- failures is the consecutive failure count (0 in window mode), override
+-- the override mode (0 none, 1 force-open, 2 force-close), seq the
+-- circuit's failure sequence number (see record.lua): a replica's local
+-- view of the circuit is refreshed from it; differs is 1 when the circuit
+-- was last written under another policy (lib.lua use_policy).
 local m = memo()
 if m then return m end
 
@@ -13,14 +14,12 @@ local p = policy()
 local now = now_us()
 local c = load(now)
 if not c.exists then
-  return reply(c, { 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 })
+  return reply(c, { 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 })
 end
 
--- The window of the policy last used is kept for Load.
-local dirty = c.lw ~= p.window
-c.lw = p.window
+local dirty, differs = use_policy(c, p)
 
--- finish writes the circuit if only its window changed, and refreshes the
+-- finish writes the circuit if only its policy changed, and refreshes the
 -- TTL of an override without an end (it lives as long as someone asks)
 -- once half of it is gone.
 local function finish()
@@ -35,17 +34,17 @@ end
 
 if c.st == 0 then
   finish()
-  return reply(c, { 1, 0, c.g, 0, 0, 0, 0, 0, c.f, c.om, c.seq })
+  return reply(c, { 1, 0, c.g, 0, 0, 0, 0, 0, c.f, c.om, c.seq, differs })
 end
 
 if c.st == 1 then
   if c.om == 1 then
     finish()
-    return reply(c, { 0, 1, c.g, 0, retry_after(c, now), 0, 0, 0, 0, 1, c.seq })
+    return reply(c, { 0, 1, c.g, 0, retry_after(c, now), 0, 0, 0, 0, 1, c.seq, differs })
   end
   if now < c.ra then
     finish()
-    return reply(c, { 0, 1, c.g, 0, c.ra - now, 0, 0, 0, 0, 0, c.seq })
+    return reply(c, { 0, 1, c.g, 0, c.ra - now, 0, 0, 0, 0, 0, c.seq, differs })
   end
   transition(c, 2, 'timeout')
 end
@@ -61,7 +60,7 @@ end
 local f1, f2, f3 = tr_fields(c)
 if held >= p.probes then
   finish()
-  return reply(c, { 0, 2, c.g, 0, first - now, f1, f2, f3, 0, c.om, c.seq })
+  return reply(c, { 0, 2, c.g, 0, first - now, f1, f2, f3, 0, c.om, c.seq, differs })
 end
 if not c.clear then
   redis.call('ZREMRANGEBYSCORE', P, '-inf', fmt(now))
@@ -70,4 +69,4 @@ end
 c.lease = { next_seq(c), now + p.probe_timeout }
 c.changed = true
 save(c, now, p.probe_timeout)
-return reply(c, { 1, 2, c.g, c.seq, 0, f1, f2, f3, 0, c.om, c.seq })
+return reply(c, { 1, 2, c.g, c.seq, 0, f1, f2, f3, 0, c.om, c.seq, differs })

@@ -3,9 +3,12 @@
 -- its own. The state machine is breaker/memstore.go's, step for step.
 --
 -- One circuit's keys, all in one hash slot (KEYS):
---   KEYS[1]  state hash: st g f s lf oa ra lw seq [om ou oat oac ore]
+--   KEYS[1]  state hash: st g f s lf oa ra lw seq [pol] [om ou oat oac ore]
 --            (seq numbers every failure counted in closed state and every
---            probe lease: the ids, and what a held-back reset clears)
+--            probe lease: the ids, and what a held-back reset clears; pol
+--            is the policy of the last admit or record that wrote, as
+--            "threshold window_us timeout_us successes probes
+--            probe_timeout_us", so a replica with other settings is told)
 --   KEYS[2]  failure window, sorted set: member = sequence number,
 --            score = failure time; a failure keeps only the failures
 --            within the window, at most the newest FailureThreshold, and
@@ -90,7 +93,7 @@ local MEMO = arg(4, 'memo TTL', 1, MAXDUR)
 -- fresh is a circuit with no state: closed, generation 0.
 local function fresh()
   return { exists = false, st = 0, g = 0, f = 0, s = 0, lf = 0, oa = 0, ra = 0, lw = 0,
-    seq = 0, om = 0, ou = 0, oat = 0, oac = '', ore = '', hadov = false }
+    seq = 0, om = 0, ou = 0, oat = 0, oac = '', ore = '', pol = '', hadov = false }
 end
 
 -- load reads the circuit. A missing hash is a closed circuit, generation 0.
@@ -98,7 +101,7 @@ end
 -- to lapse, by the next write).
 local function load(now)
   local v = redis.call('HMGET', H, 'st', 'g', 'f', 's', 'lf', 'oa', 'ra', 'lw', 'seq',
-    'om', 'ou', 'oat', 'oac', 'ore')
+    'om', 'ou', 'oat', 'oac', 'ore', 'pol')
   local c = fresh()
   for i = 1, 14 do
     if v[i] then c.exists = true end
@@ -117,6 +120,7 @@ local function load(now)
   c.oat = field(v[12], 'oat', MAXNUM)
   c.oac = v[13] or ''
   c.ore = v[14] or ''
+  c.pol = v[15] or ''
   c.hadov = v[10] ~= false or v[11] ~= false or v[12] ~= false or v[13] ~= false or v[14] ~= false
   if c.om ~= 0 and c.ou ~= 0 and now >= c.ou then
     c.om, c.ou, c.oat, c.oac, c.ore = 0, 0, 0, '', ''
@@ -209,6 +213,7 @@ local function save(c, now, probe_timeout)
   end
   redis.call('HSET', H, 'st', fmt(c.st), 'g', fmt(c.g), 'f', fmt(c.f), 's', fmt(c.s),
     'lf', fmt(c.lf), 'oa', fmt(c.oa), 'ra', fmt(c.ra), 'lw', fmt(c.lw), 'seq', fmt(c.seq))
+  if c.pol ~= '' then redis.call('HSET', H, 'pol', c.pol) end
   if c.om ~= 0 then
     redis.call('HSET', H, 'om', fmt(c.om), 'ou', fmt(c.ou), 'oat', fmt(c.oat),
       'oac', c.oac, 'ore', c.ore)
@@ -266,9 +271,9 @@ local function memo()
 end
 
 -- policy reads a breaker.Policy from ARGV[5..10] (durations in us), with
--- the bounds of breaker.Policy.Validate.
+-- the bounds of breaker.Policy.Validate. Its text is the pol field.
 local function policy()
-  return {
+  local p = {
     threshold = arg(5, 'FailureThreshold', 1, MAXTHRESHOLD),
     window = arg(6, 'FailureWindow', 0, MAXDUR),
     timeout = arg(7, 'Timeout', 1000, MAXDUR),
@@ -276,4 +281,21 @@ local function policy()
     probes = arg(9, 'HalfOpenMaxCalls', 1, MAXNUM),
     probe_timeout = arg(10, 'ProbeTimeout', 1000, MAXDUR),
   }
+  p.text = table.concat({ fmt(p.threshold), fmt(p.window), fmt(p.timeout), fmt(p.successes),
+    fmt(p.probes), fmt(p.probe_timeout) }, ' ')
+  return p
+end
+
+-- use_policy makes p the circuit's policy, as admit and record do before
+-- they decide. It returns whether the circuit must be written even if
+-- nothing else changes (its policy or window is not p's), and the reply's
+-- last field: 1 when the circuit was last written under another policy
+-- (another replica's settings), 0 when under p or none is kept. Load
+-- counts failures in the window of the policy last used (lw).
+local function use_policy(c, p)
+  local dirty = c.lw ~= p.window or c.pol ~= p.text
+  local differs = 0
+  if c.pol ~= '' and c.pol ~= p.text then differs = 1 end
+  c.lw, c.pol = p.window, p.text
+  return dirty, differs
 end

@@ -9,8 +9,9 @@
 -- so a replica that holds a reset back never clears failures counted after
 -- the success. A success sent as it comes (reset first 0) clears them all.
 -- Reply: "ignored state generation from to tgen failures retry_after_us
--- override seq" (tgen = 0: no transition; failures, retry_after_us,
--- override and seq as in admit.lua), so the caller learns the circuit.
+-- override seq differs" (tgen = 0: no transition; failures,
+-- retry_after_us, override, seq and differs as in admit.lua), so the
+-- caller learns the circuit.
 local m = memo()
 if m then return m end
 
@@ -27,16 +28,15 @@ if not c.exists and (gen ~= 0 or kind == 1) then
   -- A success on a circuit with no state changes nothing.
   local ignored = 0
   if gen ~= 0 then ignored = 1 end
-  return reply(c, { ignored, 0, 0, 0, 0, 0, 0, 0, 0, 0 })
+  return reply(c, { ignored, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 })
 end
 
-local dirty = c.lw ~= p.window
-c.lw = p.window
+local dirty, differs = use_policy(c, p)
 
 local function done(ignored)
   if dirty then save(c, now, p.probe_timeout) end
   local f1, f2, f3 = tr_fields(c)
-  return reply(c, { ignored, c.st, c.g, f1, f2, f3, c.f, retry_after(c, now), c.om, c.seq })
+  return reply(c, { ignored, c.st, c.g, f1, f2, f3, c.f, retry_after(c, now), c.om, c.seq, differs })
 end
 
 if gen ~= c.g then

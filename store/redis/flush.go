@@ -156,6 +156,8 @@ func (s *Store) flush(ctx context.Context, list []*circuit) error {
 			errs[i] = err
 			continue
 		}
+		// PolicyDiffers is dropped: a background reset has no Breaker to
+		// tell, and the circuit's next call that reaches Redis tells its own.
 		_, f, err := s.recordReply(it.c.name, text)
 		if err != nil {
 			errs[i] = err

@@ -117,21 +117,23 @@ func modelTransition(from, to, gen uint64) (breaker.Transition, bool) {
 // that is not a state, a transition between states, or a half-open
 // admission without a probe permit.
 func FuzzScriptReply(f *testing.F) {
-	// admit: "allowed state generation probe retry_after_us from to tgen failures override seq"
+	// admit: "allowed state generation probe retry_after_us from to tgen failures override seq differs"
+	f.Add("1 0 5 0 0 0 0 0 0 0 0 0", "", "", uint8(0))
+	f.Add("1 0 5 0 0 0 0 0 2 2 7 1", "", "", uint8(0))
+	f.Add("1 2 7 3 0 1 2 7 0 0 3 0", "", "", uint8(0))
+	f.Add("0 1 4 0 250000 0 0 0 0 0 4 1", "", "", uint8(0))
+	f.Add("0 1 4 0 0 0 0 0 0 1 0 0", "", "", uint8(0))
+	f.Add("0 1 4 0 9223372036854776 0 0 0 0 0 0 0", "", "", uint8(0))
+	f.Add("1 2 7 0 0 1 2 7 0 0 0 0", "", "", uint8(0))
+	f.Add("1 0 5 0 0 0 0 0 0 3 0 0", "", "", uint8(0))
+	f.Add("1 0 5 0 0 0 0 0 0 0 0 2", "", "", uint8(0))
 	f.Add("1 0 5 0 0 0 0 0 0 0 0", "", "", uint8(0))
-	f.Add("1 0 5 0 0 0 0 0 2 2 7", "", "", uint8(0))
-	f.Add("1 2 7 3 0 1 2 7 0 0 3", "", "", uint8(0))
-	f.Add("0 1 4 0 250000 0 0 0 0 0 4", "", "", uint8(0))
-	f.Add("0 1 4 0 0 0 0 0 0 1 0", "", "", uint8(0))
-	f.Add("0 1 4 0 9223372036854776 0 0 0 0 0 0", "", "", uint8(0))
-	f.Add("1 2 7 0 0 1 2 7 0 0 0", "", "", uint8(0))
-	f.Add("1 0 5 0 0 0 0 0 0 3 0", "", "", uint8(0))
-	f.Add("1 0 5 0 0 0 0 0 0 0", "", "", uint8(0))
-	// record: "ignored state generation from to tgen failures retry_after_us override seq"
+	// record: "ignored state generation from to tgen failures retry_after_us override seq differs"
+	f.Add("0 1 3 0 1 3 0 250000 0 12 0", "", "", uint8(0))
+	f.Add("0 0 0 0 0 0 2 0 0 9007199254740991 1", "", "", uint8(0))
+	f.Add("1 1 3 0 0 0 0 0 1 0 0", "", "", uint8(0))
+	f.Add("1 1 3 0 0 0 0 0 1 0 2", "", "", uint8(0))
 	f.Add("0 1 3 0 1 3 0 250000 0 12", "", "", uint8(0))
-	f.Add("0 0 0 0 0 0 2 0 0 9007199254740991", "", "", uint8(0))
-	f.Add("1 1 3 0 0 0 0 0 1 0", "", "", uint8(0))
-	f.Add("0 1 3 0 1 3 0 250000 0", "", "", uint8(0))
 	// apply: "flag state generation from to tgen"
 	f.Add("0 1 3 0 1 3", "", "", uint8(0))
 	f.Add("1 0 0 0 0 0", "", "", uint8(0))
@@ -165,31 +167,32 @@ func FuzzScriptReply(f *testing.F) {
 
 		// Admit.
 		a, err := st.Admit(ctx, "svc", p)
-		if f, ok, big := modelFields(reply, 11); !ok {
+		if f, ok, big := modelFields(reply, 12); !ok {
 			corrupt(err, "Admit")
-		} else if tr, trOK := modelTransition(f[5], f[6], f[7]); f[0] > 1 || f[1] > 2 || f[9] > 2 || !trOK || (f[0] == 1 && f[1] == 2 && f[3] == 0) {
+		} else if tr, trOK := modelTransition(f[5], f[6], f[7]); f[0] > 1 || f[1] > 2 || f[9] > 2 || f[11] > 1 || !trOK || (f[0] == 1 && f[1] == 2 && f[3] == 0) {
 			corrupt(err, "Admit")
 		} else if err == nil || !big {
 			require.NoError(t, err, "Admit of %q", reply)
 			want := breaker.Admission{
-				Allowed:    f[0] == 1,
-				State:      breaker.State(f[1]),
-				Generation: f[2],
-				Probe:      f[3],
-				RetryAfter: clamp(f[4]),
-				Transition: tr,
+				Allowed:       f[0] == 1,
+				State:         breaker.State(f[1]),
+				Generation:    f[2],
+				Probe:         f[3],
+				RetryAfter:    clamp(f[4]),
+				Transition:    tr,
+				PolicyDiffers: f[11] == 1,
 			}
 			assert.Equal(t, want, a, "Admit of %q", reply)
 		}
 
 		// Record.
 		r, rerr := st.Record(ctx, "svc", p, breaker.Outcome{Kind: breaker.OutcomeFailure, Generation: 1})
-		if f, ok, big := modelFields(reply, 10); !ok {
+		if f, ok, big := modelFields(reply, 11); !ok {
 			corrupt(rerr, "Record")
-		} else if tr, trOK := modelTransition(f[3], f[4], f[5]); f[0] > 1 || f[1] > 2 || f[8] > 2 || !trOK {
+		} else if tr, trOK := modelTransition(f[3], f[4], f[5]); f[0] > 1 || f[1] > 2 || f[8] > 2 || f[10] > 1 || !trOK {
 			corrupt(rerr, "Record")
 		} else if rerr == nil || !big {
-			want := breaker.Result{Ignored: f[0] == 1, State: breaker.State(f[1]), Generation: f[2], Transition: tr}
+			want := breaker.Result{Ignored: f[0] == 1, State: breaker.State(f[1]), Generation: f[2], Transition: tr, PolicyDiffers: f[10] == 1}
 			require.NoError(t, rerr, "Record of %q", reply)
 			assert.Equal(t, want, r, "Record of %q", reply)
 		}

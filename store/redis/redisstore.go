@@ -83,6 +83,11 @@
 // admission asks Redis. While the subscription is down every call asks
 // Redis.
 //
+// Replicas whose settings differ (breaker.Admission.PolicyDiffers) are
+// found by the calls that reach Redis, not by those a view answers; a
+// failure, a staleness refresh or a half-open admission always reaches it,
+// which is enough for a Breaker's warning.
+//
 // What this costs in consistency, against WithStrict:
 //
 //   - A replica sees a transition made elsewhere at the earliest of: the
@@ -130,7 +135,7 @@
 // Every key of a circuit shares one hash tag, so each script touches one
 // hash slot and runs on Redis Cluster:
 //
-//	<prefix>:{<name>}        hash: state, generation, counters, override (who, why, when)
+//	<prefix>:{<name>}        hash: state, generation, counters, override (who, why, when), the policy last used
 //	<prefix>:{<name>}:w      sorted set: the failure times within the window, at most FailureThreshold (window mode)
 //	<prefix>:{<name>}:p      sorted set: probe permits and their expiry (half-open)
 //	<prefix>:{<name>}:r:<id> string: the reply of one call, for a retry of it
@@ -670,7 +675,7 @@ func (s *Store) runText(ctx context.Context, op, name string, script *redis.Scri
 		return "", err
 	}
 	text, err := s.text(op, name, v)
-	t, _, _ := memoTransition(op, text)
+	t, _, _ := s.memoTransition(op, name, text)
 	s.resolve(c, name, t, "", false)
 	return text, err
 }
@@ -737,24 +742,36 @@ func (s *Store) admitRemote(ctx context.Context, c *circuit, p breaker.Policy) (
 	if err != nil {
 		return breaker.Admission{}, err
 	}
-	var f [11]int64
+	a, k, err := s.admitReply(c.name, v)
+	if err != nil {
+		return breaker.Admission{}, err
+	}
+	s.learn(c, k, at)
+	return a, nil
+}
+
+// admitReply parses the reply of the admit script: "allowed state
+// generation probe retry_after_us from to tgen failures override seq
+// differs".
+func (s *Store) admitReply(name, v string) (breaker.Admission, fact, error) {
+	var f [12]int64
 	if err := parseReply(v, f[:]); err != nil {
-		return breaker.Admission{}, s.badReply("admit", c.name, v, err)
+		return breaker.Admission{}, fact{}, s.badReply("admit", name, v, err)
 	}
 	a := breaker.Admission{
-		Allowed:    f[0] == 1,
-		State:      breaker.State(f[1]),
-		Generation: uint64(f[2]),
-		Probe:      uint64(f[3]),
-		RetryAfter: micros(f[4]),
+		Allowed:       f[0] == 1,
+		State:         breaker.State(f[1]),
+		Generation:    uint64(f[2]),
+		Probe:         uint64(f[3]),
+		RetryAfter:    micros(f[4]),
+		PolicyDiffers: f[11] == 1,
 	}
 	t, err := transition(f[5], f[6], f[7])
-	if err != nil || f[0] > 1 || f[1] > 2 || f[9] > 2 || (a.Allowed && a.State == breaker.StateHalfOpen && a.Probe == 0) {
-		return breaker.Admission{}, s.badReply("admit", c.name, v, err)
+	if err != nil || f[0] > 1 || f[1] > 2 || f[9] > 2 || f[11] > 1 || (a.Allowed && a.State == breaker.StateHalfOpen && a.Probe == 0) {
+		return breaker.Admission{}, fact{}, s.badReply("admit", name, v, err)
 	}
 	a.Transition = t
-	s.learn(c, fact{state: a.State, gen: a.Generation, failures: f[8] > 0, override: f[9], retry: a.RetryAfter, seq: uint64(f[10])}, at)
-	return a, nil
+	return a, fact{state: a.State, gen: a.Generation, failures: f[8] > 0, override: f[9], retry: a.RetryAfter, seq: uint64(f[10])}, nil
 }
 
 // Record implements breaker.Store. A closed-state success whose view is
@@ -811,16 +828,17 @@ func (s *Store) recordRemote(ctx context.Context, c *circuit, p breaker.Policy, 
 }
 
 // recordReply parses the reply of the record script: "ignored state
-// generation from to tgen failures retry_after_us override seq".
+// generation from to tgen failures retry_after_us override seq differs".
 func (s *Store) recordReply(name, v string) (breaker.Result, fact, error) {
-	var f [10]int64
+	var f [11]int64
 	r, err := s.result("record", name, v, f[:])
 	if err != nil {
 		return breaker.Result{}, fact{}, err
 	}
-	if f[8] > 2 {
+	if f[8] > 2 || f[10] > 1 {
 		return breaker.Result{}, fact{}, s.badReply("record", name, v, nil)
 	}
+	r.PolicyDiffers = f[10] == 1
 	return r, fact{state: r.State, gen: r.Generation, failures: f[6] > 0, override: f[8], retry: micros(f[7]), seq: uint64(f[9])}, nil
 }
 

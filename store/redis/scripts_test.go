@@ -21,10 +21,10 @@ import (
 var scriptSHAs = []struct {
 	name, src, sha string
 }{
-	{"admit", lua.Admit, "9a2f86c40022da42a03db7329d6fab2ebf487007"},
-	{"record", lua.Record, "f0fe2964f9df89784b4366b85d00b01d9de66163"},
-	{"apply", lua.Apply, "3b274777245eeeb8e460c3d4c131581a28acfe54"},
-	{"load", lua.Load, "93960315ddbd7e7feac175d519665372a8588b66"},
+	{"admit", lua.Admit, "4f9a9d2e2092d0b9aa6db0237287186f4322b3a1"},
+	{"record", lua.Record, "c62ef1665abf49fdbafbd4a5099fe6628c82a219"},
+	{"apply", lua.Apply, "7c6b968e1ce2f348f7a9f7ce120e2e588dce32c5"},
+	{"load", lua.Load, "f671b4c586edc0a1b4e660519c1479fd47ae9df5"},
 	{"settle", lua.Settle, "b2f421621ebc1ae79e10ec98c46f7e4665023194"},
 }
 

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -200,7 +199,7 @@ func (s *Store) settled(a abandoned, reply any) {
 		s.resolve(a.c, a.name, breaker.Transition{}, "", true)
 		return
 	}
-	t, cause, err := memoTransition(a.op, memo)
+	t, cause, err := s.memoTransition(a.op, a.name, memo)
 	if err != nil {
 		s.logger.LogAttrs(context.Background(), slog.LevelWarn, "redisstore: unexpected reply memo",
 			slog.String("circuit", a.name), slog.String("op", a.op), slog.String("memo", memo), slog.Any("error", err))
@@ -260,42 +259,20 @@ func (c *circuit) settling() bool {
 	return c.unsettled > 0
 }
 
-// memoTransition reads the transition from a write script's reply (or
-// its memo), without allocating: its fields "from to tgen" stand at 6-8
-// (admit) or 4-6 (record, apply), counted from 1.
-func memoTransition(op, reply string) (breaker.Transition, string, error) {
-	first, cause := 3, "outcome"
+// memoTransition reads the transition from a write script's reply memo,
+// with the decoder of that script's replies.
+func (s *Store) memoTransition(op, name, memo string) (breaker.Transition, string, error) {
 	switch op {
 	case "admit":
-		first, cause = 5, "timeout"
-	case "apply":
-		cause = "command"
+		a, _, err := s.admitReply(name, memo)
+		return a.Transition, "timeout", err
+	case "record":
+		r, _, err := s.recordReply(name, memo)
+		return r.Transition, "outcome", err
 	}
-	var n [3]int64
-	field, i := 0, 0
-	for field < first+3 {
-		start := i
-		for i < len(reply) && reply[i] != ' ' {
-			i++
-		}
-		if field >= first {
-			v, err := strconv.ParseInt(reply[start:i], 10, 64)
-			if err != nil || v < 0 {
-				return breaker.Transition{}, "", errors.New("field is not a number")
-			}
-			n[field-first] = v
-		}
-		field++
-		if i >= len(reply) && field < first+3 {
-			return breaker.Transition{}, "", errors.New("too few fields")
-		}
-		i++
-	}
-	t, err := transition(n[0], n[1], n[2])
-	if op == "apply" && t.Generation != 0 {
-		cause = commandCause(t)
-	}
-	return t, cause, err
+	var f [6]int64
+	r, err := s.result(op, name, memo, f[:])
+	return r.Transition, commandCause(r.Transition), err
 }
 
 // commandCause names the command that made an operator's transition.

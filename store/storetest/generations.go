@@ -32,8 +32,9 @@ var generationCases = []testCase{
 		// must not count, even one that would trip a threshold of one.
 		one := p
 		one.FailureThreshold = 1
+		// (one is not the circuit's policy: the store says so, once.)
 		r = s.record(one, slow, breaker.OutcomeFailure)
-		assert.Equal(s.t, breaker.Result{Ignored: true, State: breaker.StateClosed, Generation: gen + 2}, r)
+		assert.Equal(s.t, breaker.Result{Ignored: true, State: breaker.StateClosed, Generation: gen + 2, PolicyDiffers: true}, r)
 		s.assertCleared(gen + 2)
 		// Nor does a generation the circuit has not reached.
 		future := breaker.Admission{Allowed: true, State: breaker.StateClosed, Generation: gen + 100}

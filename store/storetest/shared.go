@@ -76,6 +76,29 @@ var replicaCases = []testCase{
 		assert.True(s.t, s.admitOn(a, s.name, p).Allowed)
 		assert.Nil(s.t, s.loadOn(a, s.name).Override)
 	}},
+	{"OtherPolicyIsReported", func(s *suite) {
+		// Two replicas with other thresholds: each hears, on the first call
+		// that reaches the circuit, that the other wrote it last. Failures
+		// always reach it (a local view answers only admissions and
+		// closed-state successes).
+		p := consecutive()
+		q := p
+		q.FailureThreshold = 10
+		a, b := s.h.Store, s.replica()
+		fail := func(st breaker.Store, pol breaker.Policy, gen uint64, want bool, what string) {
+			s.t.Helper()
+			r := s.recordOn(st, s.name, pol, breaker.Admission{Generation: gen}, breaker.OutcomeFailure)
+			require.False(s.t, r.Ignored, "%s: %+v", what, r)
+			assert.Equal(s.t, want, r.PolicyDiffers, what)
+		}
+		fail(a, p, 0, false, "the first write: no policy kept yet")
+		fail(b, q, 0, true, "written last under p")
+		fail(b, q, 0, false, "written last under q")
+		fail(a, p, 0, true, "written last under q, and trips under p")
+		r := s.applyOn(b, s.name, breaker.Command{Kind: breaker.CommandReset})
+		assert.False(s.t, r.PolicyDiffers, "Apply has no policy")
+		fail(b, q, r.Generation, true, "Apply keeps the policy written last (p)")
+	}},
 }
 
 // racers is how many goroutines race on one circuit.
