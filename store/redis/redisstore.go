@@ -656,26 +656,25 @@ func (s *Store) bound(cctx context.Context, trip func(context.Context) error) er
 // runText runs a write script (admit, record, apply: their reply is one
 // line of numbers; any other reply is malformed, ErrCorrupt). If the
 // reply was not read (a timeout, a dropped connection), the call may
-// still run: it is settled in the background (see settle.go). held is the
-// probe permit a record reports on (0: none).
+// still run: it is settled in the background (see settle.go), with lost.
 //
 // While the call is on its way (and, if its reply is lost, until it is
 // settled) the changes of state the view learns of are held, so that one
 // this call made is not also reported as another's (see moved).
-func (s *Store) runText(ctx context.Context, op, name string, script *redis.Script, keys []string, args []any, held uint64) (string, error) {
+func (s *Store) runText(ctx context.Context, op, name string, script *redis.Script, keys []string, args []any, lost lostCall) (string, error) {
 	c := s.known(name)
 	c.hold()
 	v, err := s.run(ctx, op, name, script, keys, args)
 	if err != nil {
 		if unanswered(err) {
-			s.settleLater(c, op, name, keys, held)
+			s.settleLater(c, op, name, keys, lost)
 		} else {
 			s.resolve(c, name, breaker.Transition{}, "", false)
 		}
 		return "", err
 	}
 	text, err := s.text(op, name, v)
-	t, _, _ := s.memoTransition(op, name, text)
+	t, _ := s.memoTransition(op, name, text)
 	s.resolve(c, name, t, "", false)
 	return text, err
 }
@@ -738,7 +737,7 @@ func (s *Store) Admit(ctx context.Context, name string, p breaker.Policy) (break
 func (s *Store) admitRemote(ctx context.Context, c *circuit, p breaker.Policy) (breaker.Admission, error) {
 	args := appendPolicy(s.baseArgs(c.keys, 6), p)
 	at := s.mark()
-	v, err := s.runText(ctx, "admit", c.name, admitScript, c.keys.list(s.callID()), args, 0)
+	v, err := s.runText(ctx, "admit", c.name, admitScript, c.keys.list(s.callID()), args, lostCall{cause: "timeout"})
 	if err != nil {
 		return breaker.Admission{}, err
 	}
@@ -815,7 +814,7 @@ func (s *Store) recordArgs(c *circuit, p breaker.Policy, o breaker.Outcome, rese
 func (s *Store) recordRemote(ctx context.Context, c *circuit, p breaker.Policy, o breaker.Outcome, reset heldReset) (breaker.Result, error) {
 	args := s.recordArgs(c, p, o, reset)
 	at := s.mark()
-	v, err := s.runText(ctx, "record", c.name, recordScript, c.keys.list(s.callID()), args, o.Probe)
+	v, err := s.runText(ctx, "record", c.name, recordScript, c.keys.list(s.callID()), args, lostCall{probe: o.Probe, cause: "outcome"})
 	if err != nil {
 		return breaker.Result{}, err
 	}
@@ -868,7 +867,7 @@ func (s *Store) Apply(ctx context.Context, name string, c breaker.Command) (brea
 	k := s.keys(name)
 	args := append(s.baseArgs(k, 5), int(c.Kind), us(c.TTL), ifExists, c.Actor, c.Reason)
 	at := s.mark()
-	v, err := s.runText(ctx, "apply", name, applyScript, k.list(s.callID()), args, 0)
+	v, err := s.runText(ctx, "apply", name, applyScript, k.list(s.callID()), args, lostCall{cause: c.Kind.String()})
 	if err != nil {
 		return breaker.Result{}, err
 	}

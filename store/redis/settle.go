@@ -39,6 +39,7 @@ type abandoned struct {
 	leases   string // the circuit's probe leases key
 	memo     string // the call's reply memo key
 	held     uint64 // the probe permit a record reported on
+	cause    string // what the transition it may have made is called
 	until    time.Duration
 }
 
@@ -79,8 +80,8 @@ const maxSettles = 10_000
 
 // settleLater queues the settle of a write call whose reply was not read.
 // The call's hold on the circuit (runText) passes to the settle.
-func (s *Store) settleLater(c *circuit, op, name string, keys []string, held uint64) {
-	a := abandoned{c: c, op: op, name: name, leases: keys[2], memo: keys[3], held: held,
+func (s *Store) settleLater(c *circuit, op, name string, keys []string, lost lostCall) {
+	a := abandoned{c: c, op: op, name: name, leases: keys[2], memo: keys[3], held: lost.probe, cause: lost.cause,
 		until: s.now() + time.Duration(s.replyMS)*time.Millisecond}
 	st := &s.settles
 	st.mu.Lock()
@@ -199,12 +200,12 @@ func (s *Store) settled(a abandoned, reply any) {
 		s.resolve(a.c, a.name, breaker.Transition{}, "", true)
 		return
 	}
-	t, cause, err := s.memoTransition(a.op, a.name, memo)
+	t, err := s.memoTransition(a.op, a.name, memo)
 	if err != nil {
 		s.logger.LogAttrs(context.Background(), slog.LevelWarn, "redisstore: unexpected reply memo",
 			slog.String("circuit", a.name), slog.String("op", a.op), slog.String("memo", memo), slog.Any("error", err))
 	}
-	s.resolve(a.c, a.name, t, cause, true)
+	s.resolve(a.c, a.name, t, a.cause, true)
 }
 
 // hold makes the changes of state the view learns of wait while a call
@@ -259,31 +260,28 @@ func (c *circuit) settling() bool {
 	return c.unsettled > 0
 }
 
-// memoTransition reads the transition from a write script's reply memo,
-// with the decoder of that script's replies.
-func (s *Store) memoTransition(op, name, memo string) (breaker.Transition, string, error) {
+// lostCall is what a write call's settle needs besides its keys: the
+// probe permit a record reports on (0: none), and what a transition the
+// call made is called ("timeout", "outcome", or the command).
+type lostCall struct {
+	probe uint64
+	cause string
+}
+
+// memoTransition reads the transition from a write script's reply (or its
+// memo), with the decoder of that script's replies.
+func (s *Store) memoTransition(op, name, memo string) (breaker.Transition, error) {
 	switch op {
 	case "admit":
 		a, _, err := s.admitReply(name, memo)
-		return a.Transition, "timeout", err
+		return a.Transition, err
 	case "record":
 		r, _, err := s.recordReply(name, memo)
-		return r.Transition, "outcome", err
+		return r.Transition, err
 	}
 	var f [6]int64
 	r, err := s.result(op, name, memo, f[:])
-	return r.Transition, commandCause(r.Transition), err
-}
-
-// commandCause names the command that made an operator's transition.
-func commandCause(t breaker.Transition) string {
-	switch t.To {
-	case breaker.StateOpen:
-		return breaker.CommandForceOpen.String()
-	case breaker.StateClosed:
-		return breaker.CommandReset.String() // or force-close: both close
-	}
-	return "command"
+	return r.Transition, err
 }
 
 // settleGiveUp logs a call that could not be settled (if it runs later, a

@@ -273,3 +273,32 @@ func TestLostTransitionReportedOnceInOrder(t *testing.T) {
 	assert.Empty(t, r)
 	runtime.KeepAlive(b)
 }
+
+// TestLostCommandNamesItsCause: an operator's command whose reply was lost
+// is reported, once settled, under its own name: a force-close is not a
+// reset, though both close the circuit.
+func TestLostCommandNamesItsCause(t *testing.T) {
+	f := newFakeRedis(t)
+	other := f.store(t, redisstore.WithStrict())
+	tripped(t, f, other)
+	lose := &loseHook{run: true}
+	c := f.client(t)
+	c.AddHook(lose)
+	s := f.storeOn(t, c, redisstore.WithStrict())
+	got := make(chan breaker.Followed, 4)
+	stop := s.Follow("svc", func(t breaker.Followed) bool { got <- t; return true })
+	defer stop()
+
+	_, err := other.Apply(context.Background(), "warm-up", breaker.Command{Kind: breaker.CommandReset}) // loads the script
+	require.NoError(t, err)
+	lose.armed.Store(true)
+	_, err = s.Apply(context.Background(), "svc", breaker.Command{Kind: breaker.CommandForceClose})
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	settled(t, s)
+	select {
+	case tr := <-got:
+		assert.Equal(t, breaker.Followed{Transition: breaker.Transition{From: breaker.StateOpen, To: breaker.StateClosed, Generation: 2}, Cause: "force-close", Made: true}, tr)
+	default:
+		require.Fail(t, "the lost command's transition was not reported")
+	}
+}
