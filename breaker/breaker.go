@@ -109,7 +109,13 @@ func (b *Breaker) admit(ctx context.Context) (ticket, error) {
 	if ep := b.episode.Load(); ep != nil {
 		return b.admitDegraded(ctx, ep)
 	}
-	a, err := b.storeAdmit(ctx)
+	var a Admission
+	var err error
+	if b.seen == nil { // the common case, without a call in between
+		a, err = b.store.Admit(ctx, b.name, b.policy)
+	} else {
+		a, err = b.storeAdmit(ctx)
+	}
 	if err != nil {
 		ep, serr := b.storeFailed(ctx, "admit", err)
 		if ep == nil {
@@ -153,7 +159,13 @@ func (b *Breaker) record(ctx context.Context, t ticket, err error, panicked bool
 		b.recordDegraded(ctx, t.ep, o)
 		return
 	}
-	r, serr := b.storeRecord(ctx, o)
+	var r Result
+	var serr error
+	if b.seen == nil { // the common case, without a call in between
+		r, serr = b.store.Record(ctx, b.name, b.policy, o)
+	} else {
+		r, serr = b.storeRecord(ctx, o)
+	}
 	if serr != nil {
 		if ep, _ := b.storeFailed(ctx, "record", serr); ep != nil {
 			b.countUnrecorded(ctx, ep, kind)

@@ -26,24 +26,6 @@ func (s *memStore) Follow(name string, fn func(Followed) bool) (stop func()) {
 	return s.followers.Follow(name, fn)
 }
 
-// Admit implements Store.
-func (s *memStore) Admit(ctx context.Context, name string, p Policy) (Admission, error) {
-	a, err := s.admit(name, p)
-	if a.Transition.Changed() {
-		s.followers.Seen(name, a.Transition)
-	}
-	return a, err
-}
-
-// Record implements Store.
-func (s *memStore) Record(ctx context.Context, name string, p Policy, o Outcome) (Result, error) {
-	r, err := s.record(name, p, o)
-	if r.Transition.Changed() {
-		s.followers.Seen(name, r.Transition)
-	}
-	return r, err
-}
-
 // Apply implements Store.
 func (s *memStore) Apply(ctx context.Context, name string, cmd Command) (Result, error) {
 	r, err := s.apply(name, cmd)
@@ -128,9 +110,9 @@ func (c *memCircuit) unlock() {
 	c.mu.Unlock()
 }
 
-// admit decides an admission; transitions are reported by Admit, after
-// the circuit's lock is released.
-func (s *memStore) admit(name string, p Policy) (Admission, error) {
+// Admit implements Store. A closed circuit under the same policy is
+// answered without a lock.
+func (s *memStore) Admit(_ context.Context, name string, p Policy) (Admission, error) {
 	if err := p.Validate(); err != nil {
 		return Admission{}, err
 	}
@@ -141,6 +123,16 @@ func (s *memStore) admit(name string, p Policy) (Admission, error) {
 	if h := c.hot.Load(); h&hotClosed != 0 && c.samePolicy(p) {
 		return Admission{Allowed: true, State: StateClosed, Generation: h >> 2}, nil
 	}
+	a, err := s.admitLocked(c, p)
+	if a.Transition.Changed() {
+		s.followers.Seen(name, a.Transition)
+	}
+	return a, err
+}
+
+// admitLocked is Admit's path under the circuit's lock; transitions are
+// reported by Admit once the lock is released.
+func (s *memStore) admitLocked(c *memCircuit, p Policy) (Admission, error) {
 	c.mu.Lock()
 	defer c.unlock()
 	differs := c.usePolicy(p)
@@ -183,8 +175,9 @@ func (s *memStore) admit(name string, p Policy) (Admission, error) {
 	return a, nil
 }
 
-// record counts an outcome (see admit).
-func (s *memStore) record(name string, p Policy, o Outcome) (Result, error) {
+// Record implements Store. A closed-state success that changes nothing is
+// answered without a lock.
+func (s *memStore) Record(_ context.Context, name string, p Policy, o Outcome) (Result, error) {
 	if err := p.Validate(); err != nil {
 		return Result{}, err
 	}
@@ -202,6 +195,15 @@ func (s *memStore) record(name string, p Policy, o Outcome) (Result, error) {
 	if o.Kind == OutcomeSuccess && c.hot.Load() == o.Generation<<2|hotClosed|hotNoFailures && c.samePolicy(p) {
 		return Result{State: StateClosed, Generation: o.Generation}, nil
 	}
+	r, err := s.recordLocked(c, p, o)
+	if r.Transition.Changed() {
+		s.followers.Seen(name, r.Transition)
+	}
+	return r, err
+}
+
+// recordLocked is Record's path under the circuit's lock (see admitLocked).
+func (s *memStore) recordLocked(c *memCircuit, p Policy, o Outcome) (Result, error) {
 	c.mu.Lock()
 	defer c.unlock()
 	r := Result{State: c.state, Generation: c.generation, PolicyDiffers: c.usePolicy(p)}
