@@ -70,6 +70,16 @@ func (h *loseHook) Replay(t *testing.T) string {
 	return v
 }
 
+// hooked returns a client on f with hooks added, closed when t ends.
+func hooked(t *testing.T, f *fakeRedis, hooks ...redis.Hook) *redis.Client {
+	t.Helper()
+	c := f.client(t)
+	for _, h := range hooks {
+		c.AddHook(h)
+	}
+	return c
+}
+
 // settled waits until s has settled every call whose reply was lost.
 func settled(t *testing.T, s *redisstore.Store) {
 	t.Helper()
@@ -98,9 +108,7 @@ func TestLostAdmissionReleasesLease(t *testing.T) {
 	p := tripped(t, f, other)
 
 	lose := &loseHook{run: true}
-	c := f.client(t)
-	c.AddHook(lose)
-	s := f.storeOn(t, c, redisstore.WithStrict())
+	s := f.storeOn(t, hooked(t, f, lose), redisstore.WithStrict())
 	got := make(chan breaker.Followed, 4)
 	stop := s.Follow("svc", func(t breaker.Followed) bool { got <- t; return true })
 	defer stop()
@@ -132,9 +140,7 @@ func TestLateAdmissionChangesNothing(t *testing.T) {
 	p := tripped(t, f, other)
 
 	lose := &loseHook{}
-	c := f.client(t)
-	c.AddHook(lose)
-	s := f.storeOn(t, c, redisstore.WithStrict())
+	s := f.storeOn(t, hooked(t, f, lose), redisstore.WithStrict())
 
 	lose.armed.Store(true)
 	_, err := s.Admit(context.Background(), "svc", p)
@@ -160,9 +166,7 @@ func TestLostProbeRecordReleasesLease(t *testing.T) {
 	p := tripped(t, f, other)
 
 	lose := &loseHook{}
-	c := f.client(t)
-	c.AddHook(lose)
-	s := f.storeOn(t, c, redisstore.WithStrict())
+	s := f.storeOn(t, hooked(t, f, lose), redisstore.WithStrict())
 	a := admitted(t, s, "svc", p)
 	require.True(t, a.Allowed)
 	require.NotZero(t, a.Probe)
@@ -186,9 +190,7 @@ func TestLostTransitionReachesOnStateChange(t *testing.T) {
 	p := tripped(t, f, other)
 
 	lose := &loseHook{run: true}
-	c := f.client(t)
-	c.AddHook(lose)
-	s := f.storeOn(t, c, redisstore.WithStrict())
+	s := f.storeOn(t, hooked(t, f, lose), redisstore.WithStrict())
 	changes := make(chan [2]breaker.State, 4)
 	b, err := breaker.New("svc", breaker.Config{
 		Store: s, FailureThreshold: p.FailureThreshold, Timeout: p.Timeout,
@@ -244,10 +246,7 @@ func TestLostTransitionReportedOnceInOrder(t *testing.T) {
 	f.Advance(p.Timeout)
 
 	lose, gate := &loseHook{run: true}, &settleGate{open: make(chan struct{})}
-	c := f.client(t)
-	c.AddHook(lose)
-	c.AddHook(gate)
-	s := f.storeOn(t, c)
+	s := f.storeOn(t, hooked(t, f, lose, gate))
 	r := make(reports, 16)
 	b, err := breaker.New("svc", breaker.Config{
 		Store: s, FailureThreshold: p.FailureThreshold, Timeout: p.Timeout, HalfOpenMaxCalls: 2,
@@ -282,9 +281,7 @@ func TestLostCommandNamesItsCause(t *testing.T) {
 	other := f.store(t, redisstore.WithStrict())
 	tripped(t, f, other)
 	lose := &loseHook{run: true}
-	c := f.client(t)
-	c.AddHook(lose)
-	s := f.storeOn(t, c, redisstore.WithStrict())
+	s := f.storeOn(t, hooked(t, f, lose), redisstore.WithStrict())
 	got := make(chan breaker.Followed, 4)
 	stop := s.Follow("svc", func(t breaker.Followed) bool { got <- t; return true })
 	defer stop()
