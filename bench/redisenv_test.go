@@ -86,37 +86,54 @@ func (h *countHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pr
 // sent returns the commands counted so far.
 func (h *countHook) sent() int64 { return h.n.Load() }
 
-// commandCalls reads INFO commandstats and returns the calls summed over
-// every command Redis ran, the commands run inside scripts included,
-// except the ones a connection sends about itself (INFO, HELLO, AUTH,
-// CLIENT ...): those are the measurement's own and go-redis's connection
-// set-up.
-func (e *redisEnv) commandCalls(tb testing.TB) int64 {
+// commandStats reads INFO commandstats: for each command, its fields
+// (calls, usec, ...) as numbers.
+func (e *redisEnv) commandStats(tb testing.TB) map[string]map[string]int64 {
 	tb.Helper()
 	v, err := e.admin.Info(context.Background(), "commandstats").Result()
 	if err != nil {
 		tb.Fatalf("INFO commandstats: %v", err)
 	}
-	var total int64
+	out := map[string]map[string]int64{}
 	for _, line := range strings.Split(v, "\r\n") {
 		rest, ok := strings.CutPrefix(line, "cmdstat_")
 		if !ok {
 			continue
 		}
-		name, stats, ok := strings.Cut(rest, ":calls=")
-		if !ok {
+		name, stats, _ := strings.Cut(rest, ":")
+		fields := map[string]int64{}
+		for _, kv := range strings.Split(stats, ",") {
+			k, num, _ := strings.Cut(kv, "=")
+			if k != "calls" && k != "usec" {
+				continue // the others are not integers (usec_per_call)
+			}
+			n, err := strconv.ParseInt(num, 10, 64)
+			if err != nil {
+				tb.Fatalf("INFO commandstats: %q: %v", line, err)
+			}
+			fields[k] = n
+		}
+		if _, ok := fields["calls"]; !ok {
 			tb.Fatalf("INFO commandstats: cannot read %q", line)
 		}
+		out[name] = fields
+	}
+	return out
+}
+
+// commandCalls returns the calls summed over every command Redis ran, the
+// commands run inside scripts included, except the ones a connection
+// sends about itself (INFO, HELLO, AUTH, CLIENT ...): those are the
+// measurement's own and go-redis's connection set-up.
+func (e *redisEnv) commandCalls(tb testing.TB) int64 {
+	tb.Helper()
+	var total int64
+	for name, fields := range e.commandStats(tb) {
 		switch {
 		case name == "info", name == "hello", name == "auth", strings.HasPrefix(name, "client|"):
 			continue
 		}
-		num, _, _ := strings.Cut(stats, ",")
-		n, err := strconv.ParseInt(num, 10, 64)
-		if err != nil {
-			tb.Fatalf("INFO commandstats: %q: %v", line, err)
-		}
-		total += n
+		total += fields["calls"]
 	}
 	return total
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -128,35 +127,12 @@ func (w *fullWindow) check(tb testing.TB) {
 	}
 }
 
-// scriptMicros reads INFO commandstats and returns the microseconds Redis
-// spent in EVALSHA and EVAL so far.
+// scriptMicros returns the microseconds Redis spent in EVALSHA and EVAL
+// so far.
 func (e *redisEnv) scriptMicros(tb testing.TB) int64 {
 	tb.Helper()
-	v, err := e.admin.Info(context.Background(), "commandstats").Result()
-	if err != nil {
-		tb.Fatalf("INFO commandstats: %v", err)
-	}
-	var total int64
-	for _, line := range strings.Split(v, "\r\n") {
-		rest, ok := strings.CutPrefix(line, "cmdstat_")
-		if !ok {
-			continue
-		}
-		name, stats, _ := strings.Cut(rest, ":")
-		if name != "evalsha" && name != "eval" {
-			continue
-		}
-		for _, kv := range strings.Split(stats, ",") {
-			if num, ok := strings.CutPrefix(kv, "usec="); ok {
-				n, err := strconv.ParseInt(num, 10, 64)
-				if err != nil {
-					tb.Fatalf("INFO commandstats: %q: %v", line, err)
-				}
-				total += n
-			}
-		}
-	}
-	return total
+	stats := e.commandStats(tb)
+	return stats["evalsha"]["usec"] + stats["eval"]["usec"]
 }
 
 // TestWindow runs the window benchmark's body for a few failures at every
